@@ -1,0 +1,94 @@
+"""Runtime settings for every entry point, read from the environment (prefix ``CLIENTES_``).
+
+The embedded default needs nothing set: local storage under ``./.clientes-ingest``, SQLite at
+``./clientes.db``. Secrets (database URL, AWS secret key, API token) are ``SecretStr`` so they never
+show in reprs, logs or Prefect parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB_URL = "sqlite:///./clientes.db"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_size(value: str | int) -> int:
+    """Parse a byte size such as ``32MB``, ``32MiB``, ``1GB`` or ``4096`` into bytes.
+
+    ``MB`` and ``MiB`` are both read as binary (MiB) for chunk and block sizes, except ``GB``/``TB``
+    style sizes of files, which callers pass through :func:`parse_file_size`.
+    """
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"size must be positive, got {value}")
+        return value
+    match = _SIZE_RE.match(value)
+    if not match:
+        raise ValueError(f"cannot read size {value!r}: use a number with an optional unit, e.g. 32MB or 4MiB")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    prefix = unit[:1] if unit[:1] in "kmgt" else ""
+    size = int(number * (1024 ** ("kmgt".index(prefix) + 1) if prefix else 1))
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {value!r}")
+    return size
+
+
+def parse_file_size(value: str | int) -> int:
+    """Parse a file size with decimal units (``1GB`` = 10**9 bytes) and binary ones (``1GiB``)."""
+    if isinstance(value, int):
+        return parse_size(value)
+    match = _SIZE_RE.match(value)
+    if not match:
+        raise ValueError(f"cannot read size {value!r}: use a number with an optional unit, e.g. 1GB")
+    unit = (match.group(2) or "").lower()
+    if "i" in unit:
+        return parse_size(value)
+    prefix = unit[:1] if unit[:1] in "kmgt" else ""
+    return int(float(match.group(1)) * _UNITS[prefix])
+
+
+class Settings(BaseSettings):
+    """All knobs of the pipeline; each field is the env var ``CLIENTES_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIENTES_", extra="ignore")
+
+    db_url: SecretStr = Field(default=SecretStr(DEFAULT_DB_URL), description="SQLAlchemy URL of the target DB")
+    storage: Literal["local", "s3"] = "local"
+    storage_root: Path = Path("./.clientes-ingest")
+    chunk_size: int = Field(default=32 * 1024**2, description="target bytes per chunk (one task run each)")
+    block_size: int = Field(default=4 * 1024**2, description="bytes parsed and loaded at a time in a chunk")
+    max_line_bytes: int = Field(default=1024**2, description="longer lines are rejected as line_too_long")
+    chunk_concurrency: int = Field(default=2, ge=1, description="chunks processed at once in one flow run")
+
+    # S3 / SQS (used when storage == "s3" and by the trigger service)
+    s3_bucket: str = "clientes-ingest"
+    s3_prefix: str = "incoming/"
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    sqs_queue_name: str = "clientes-ingest-events"
+
+    # Prefect blocks: when set, flows load these named blocks instead of the values above
+    db_block: str | None = None
+    s3_block: str | None = None
+
+    api_token: SecretStr | None = None
+
+    @field_validator("chunk_size", "block_size", "max_line_bytes", mode="before")
+    @classmethod
+    def _sizes(cls, value: str | int) -> int:
+        return parse_size(value)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with explicit overrides (e.g. from CLI options)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]

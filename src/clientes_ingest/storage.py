@@ -1,0 +1,156 @@
+"""Where ingested files live: one small interface, a local and an S3 implementation.
+
+Every implementation streams: storing hashes the bytes as they pass (and hands each block to an
+optional observer, e.g. the chunk planner), and chunk reads fetch only their byte range, in blocks.
+Nothing here holds a whole file in memory. Requires: nothing for local storage; boto3 for S3
+(see ``clientes_ingest.s3``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import unquote, urlparse
+
+COPY_BLOCK = 8 * 1024 * 1024
+
+BlockObserver = Callable[[bytes], None]
+
+
+class StorageError(RuntimeError):
+    """A storage operation failed; the message names the object and the cause."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object in storage, with what the single streaming pass learned about it."""
+
+    uri: str
+    name: str
+    size: int
+    sha256: str
+
+
+class Storage(Protocol):
+    """What the pipeline needs from a storage backend."""
+
+    def store(self, source: BinaryIO, name: str, on_block: BlockObserver | None = None) -> StoredObject:
+        """Stream ``source`` into storage under ``name``, hashing it; ``on_block`` sees every block."""
+
+    def scan(self, uri: str, on_block: BlockObserver | None = None) -> StoredObject:
+        """Stream an object already in storage once (size, sha256), handing each block to ``on_block``."""
+
+    def iter_range(self, uri: str, start: int, end: int, block_size: int = COPY_BLOCK) -> Iterator[bytes]:
+        """Yield the bytes ``[start, end)`` of ``uri`` in blocks of at most ``block_size``."""
+
+    def exists(self, uri: str) -> bool:
+        """Whether ``uri`` names an existing object of this storage."""
+
+    def owns(self, uri: str) -> bool:
+        """Whether ``uri`` is addressed by this storage (scheme and location)."""
+
+
+def hash_stream(
+    read: Callable[[int], bytes], on_block: BlockObserver | None = None, sink: Callable[[bytes], object] | None = None
+) -> tuple[int, str]:
+    """Read until EOF in COPY_BLOCK pieces: hash, count, observe and optionally write each piece."""
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        block = read(COPY_BLOCK)
+        if not block:
+            break
+        digest.update(block)
+        size += len(block)
+        if on_block is not None:
+            on_block(block)
+        if sink is not None:
+            sink(block)
+    return size, digest.hexdigest()
+
+
+def safe_name(name: str) -> str:
+    """The base name of an uploaded file, with no path part (``../x`` cannot escape a prefix)."""
+    base = os.path.basename(name.replace("\\", "/")).strip()
+    if base in {"", ".", ".."}:
+        raise StorageError(f"invalid file name {name!r}: it must name a file, e.g. CLIENTES_IN_0425.dat")
+    return base
+
+
+class LocalStorage:
+    """Files under a root directory; objects are content-addressed: ``objects/<sha256>/<name>``."""
+
+    scheme = "file"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self.root)!r})"
+
+    def _path(self, uri: str) -> Path:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            raise StorageError(f"{uri} is not a file:// URI of local storage at {self.root}")
+        return Path(unquote(parsed.path))
+
+    def owns(self, uri: str) -> bool:
+        if urlparse(uri).scheme != "file":
+            return False
+        path = self._path(uri).resolve()
+        return path.is_relative_to(self.root)
+
+    def exists(self, uri: str) -> bool:
+        return self._path(uri).is_file()
+
+    def store(self, source: BinaryIO, name: str, on_block: BlockObserver | None = None) -> StoredObject:
+        name = safe_name(name)
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{uuid.uuid4().hex}-", dir=tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size, sha = hash_stream(source.read, on_block, out.write)
+            final = self.root / "objects" / sha / name
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_name, final)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return StoredObject(uri=final.as_uri(), name=name, size=size, sha256=sha)
+
+    def scan(self, uri: str, on_block: BlockObserver | None = None) -> StoredObject:
+        path = self._path(uri)
+        try:
+            with path.open("rb") as handle:
+                size, sha = hash_stream(handle.read, on_block)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return StoredObject(uri=uri, name=path.name, size=size, sha256=sha)
+
+    def iter_range(self, uri: str, start: int, end: int, block_size: int = COPY_BLOCK) -> Iterator[bytes]:
+        path = self._path(uri)
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        with handle:
+            handle.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                block = handle.read(min(block_size, remaining))
+                if not block:
+                    raise StorageError(f"{path} is shorter than expected: ended {remaining} bytes before {end}")
+                remaining -= len(block)
+                yield block
+
+    def remove_tmp(self) -> None:
+        """Delete leftovers of interrupted stores."""
+        shutil.rmtree(self.root / "tmp", ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Shared pytest fixtures: database URLs for SQLite and the local PostgreSQL server."""
