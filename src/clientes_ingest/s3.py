@@ -1,0 +1,354 @@
+"""S3 storage: the ``Storage`` interface of ``clientes_ingest.storage`` over an S3 bucket.
+
+Objects are addressed as ``s3://bucket/key``. Storing is a streamed multipart upload (8 MiB parts,
+hashing as it goes, aborted on failure); scanning is one streamed GET; chunk reads are ranged GETs, one
+per block, so memory stays at about one part or one block whatever the file size. Requires boto3 and
+an S3 endpoint: real AWS, LocalStack or a moto server (``CLIENTES_AWS_ENDPOINT_URL``); credentials come
+from settings, a prefect-aws ``S3Bucket`` block, or boto3's default chain (e.g. IRSA on Kubernetes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import SecretStr
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from clientes_ingest.storage import (
+    COPY_BLOCK,
+    BlockObserver,
+    StorageError,
+    StoredObject,
+    hash_stream,
+    safe_name,
+)
+
+if TYPE_CHECKING:
+    from clientes_ingest.settings import Settings
+
+PART_SIZE = 8 * 1024 * 1024
+# Transient failures while a ranged body streams are retried here, so one dropped connection does not
+# cost a whole chunk retry; HTTP errors (4xx/5xx) already went through botocore's own retries.
+READ_ATTEMPTS = 3
+_TRANSIENT = (BotoCoreError, Urllib3Error, OSError)
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``; the key is taken verbatim."""
+    if not uri.startswith("s3://"):
+        raise StorageError(f"{uri} is not an s3:// URI (expected s3://bucket/key)")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket or not key:
+        raise StorageError(f"{uri} is not a valid S3 object URI (expected s3://bucket/key)")
+    return bucket, key
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "?")
+        message = error.get("Message") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+        return f"{code} {message}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """A picklable recipe for an S3 client (endpoint, region, optional static credentials)."""
+
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+
+    def __call__(self) -> Any:
+        session = boto3.session.Session(
+            aws_access_key_id=self.access_key_id.get_secret_value() if self.access_key_id else None,
+            aws_secret_access_key=self.secret_access_key.get_secret_value()
+            if self.secret_access_key
+            else None,
+            region_name=self.region_name,
+        )
+        return session.client("s3", endpoint_url=self.endpoint_url or None, config=client_config())
+
+
+@dataclass(frozen=True)
+class BlockClientFactory:
+    """A picklable recipe for an S3 client from a prefect-aws ``AwsCredentials`` block."""
+
+    credentials: Any
+
+    def __call__(self) -> Any:
+        return self.credentials.get_s3_client()
+
+
+def client_config() -> Config:
+    """Client options for long streamed transfers from many chunk threads at once."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        max_pool_connections=32,
+        connect_timeout=10,
+        read_timeout=60,
+    )
+
+
+class S3Storage:
+    """Objects in one bucket; uploads land under ``<prefix><name>`` (``incoming/`` by default)."""
+
+    scheme = "s3"
+
+    def __init__(
+        self,
+        client: Any | None,
+        bucket: str,
+        prefix: str = "incoming/",
+        *,
+        client_factory: Callable[[], Any] | None = None,
+        part_size: int = PART_SIZE,
+    ) -> None:
+        if client is None and client_factory is None:
+            raise ValueError("S3Storage needs a boto3 S3 client or a client_factory")
+        if part_size < 5 * 1024 * 1024:
+            raise ValueError("S3 multipart parts must be at least 5 MiB")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.part_size = part_size
+        self._client = client
+        self._client_factory = client_factory
+        self._lock = threading.Lock()
+        # ETag seen when an object was stored or scanned: later ranged reads require it (If-Match), so a
+        # file overwritten under the same key mid-job fails loudly instead of mixing two versions.
+        self._etags: dict[str, str] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Storage:
+        """Bucket, prefix, endpoint and credentials from ``CLIENTES_*`` settings."""
+        factory = ClientConfig(
+            endpoint_url=settings.aws_endpoint_url,
+            region_name=settings.aws_region,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=settings.aws_secret_access_key,
+        )
+        return cls(None, settings.s3_bucket, settings.s3_prefix, client_factory=factory)
+
+    @classmethod
+    def from_block(cls, block: Any, prefix: str | None = None) -> S3Storage:
+        """From a prefect-aws ``S3Bucket`` block; its ``bucket_folder`` is the upload prefix."""
+        folder = prefix if prefix is not None else (block.bucket_folder or "incoming/")
+        if folder and not folder.endswith("/"):
+            folder += "/"
+        return cls(None, block.bucket_name, folder, client_factory=BlockClientFactory(block.credentials))
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    assert self._client_factory is not None
+                    self._client = self._client_factory()
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._client_factory is None:
+            raise TypeError(
+                "an S3Storage built from a client cannot be pickled; use from_settings or from_block"
+            )
+        state = self.__dict__.copy()
+        state["_client"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3Storage(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def owns(self, uri: str) -> bool:
+        if not uri.startswith("s3://"):
+            return False
+        try:
+            bucket, _ = split_s3_uri(uri)
+        except StorageError:
+            return False
+        return bucket == self.bucket
+
+    def exists(self, uri: str) -> bool:
+        bucket, key = split_s3_uri(uri)
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND:
+                return False
+            raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+        return True
+
+    def store(self, source: BinaryIO, name: str, on_block: BlockObserver | None = None) -> StoredObject:
+        name = safe_name(name)
+        key = f"{self.prefix}{name}"
+        uri = self.uri(key)
+        upload = _MultipartUpload(self.client, self.bucket, key, self.part_size)
+        try:
+            size, sha = hash_stream(source.read, on_block, upload.write)
+            etag = upload.complete()
+        except BaseException as exc:
+            upload.abort()
+            if isinstance(exc, ClientError | BotoCoreError):
+                raise StorageError(f"cannot upload to {uri}: {_describe(exc)}") from exc
+            raise
+        self._etags[uri] = etag
+        return StoredObject(uri=uri, name=name, size=size, sha256=sha)
+
+    def scan(self, uri: str, on_block: BlockObserver | None = None) -> StoredObject:
+        bucket, key = split_s3_uri(uri)
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key)
+            body = response["Body"]
+            try:
+                size, sha = hash_stream(body.read, on_block)
+            finally:
+                body.close()
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND:
+                raise StorageError(f"cannot read {uri}: no such object") from exc
+            raise StorageError(f"cannot read {uri}: {_describe(exc)}") from exc
+        except _TRANSIENT as exc:
+            raise StorageError(f"cannot read {uri}: {_describe(exc)}") from exc
+        self._etags[uri] = response["ETag"]
+        return StoredObject(uri=uri, name=key.rsplit("/", 1)[-1], size=size, sha256=sha)
+
+    def iter_range(self, uri: str, start: int, end: int, block_size: int = COPY_BLOCK) -> Iterator[bytes]:
+        bucket, key = split_s3_uri(uri)
+        if start < 0 or end < start or block_size <= 0:
+            raise ValueError(f"invalid range [{start}, {end}) with block size {block_size}")
+        position = start
+        while position < end:
+            stop = min(position + block_size, end)
+            block = self._get_range(uri, bucket, key, position, stop)
+            position += len(block)
+            yield block
+
+    def _get_range(self, uri: str, bucket: str, key: str, start: int, stop: int) -> bytes:
+        """One ranged GET of ``[start, stop)``, read fully (one block), retried on a dropped stream."""
+        extra = {"IfMatch": self._etags[uri]} if uri in self._etags else {}
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                response = self.client.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}", **extra
+                )
+                body = response["Body"]
+                try:
+                    block: bytes = body.read()
+                finally:
+                    body.close()
+            except ClientError as exc:
+                code = _error_code(exc)
+                if code in _NOT_FOUND:
+                    raise StorageError(f"cannot read {uri}: no such object") from exc
+                if code in {"PreconditionFailed", "412"}:
+                    raise StorageError(
+                        f"cannot read {uri}: the object changed since it was planned (ETag differs); "
+                        "re-run the job for the new file"
+                    ) from exc
+                if code in {"InvalidRange", "416"}:
+                    raise StorageError(f"{uri} is shorter than expected: no bytes at offset {start}") from exc
+                raise StorageError(f"cannot read {uri} bytes {start}-{stop - 1}: {_describe(exc)}") from exc
+            except _TRANSIENT as exc:
+                if attempt == READ_ATTEMPTS:
+                    raise StorageError(
+                        f"cannot read {uri} bytes {start}-{stop - 1} "
+                        f"after {attempt} attempts: {_describe(exc)}"
+                    ) from exc
+                continue
+            if len(block) != stop - start:
+                raise StorageError(
+                    f"{uri} is shorter than expected: "
+                    f"got {len(block)} bytes at offset {start}, wanted {stop - start}"
+                )
+            return block
+        raise AssertionError("unreachable")  # the loop either returns or raises
+
+
+class _MultipartUpload:
+    """Buffers written bytes into parts; small objects (under one part) become a single PUT."""
+
+    def __init__(self, client: Any, bucket: str, key: str, part_size: int) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.part_size = part_size
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= self.part_size:
+            # Hand the full part over and keep only the tail, instead of copying 8 MiB per part.
+            part, self.buffer = self.buffer, self.buffer[self.part_size :]
+            del part[self.part_size :]
+            self._upload_part(part)
+
+    def _upload_part(self, data: bytes | bytearray) -> None:
+        if self.upload_id is None:
+            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)
+            self.upload_id = created["UploadId"]
+        number = len(self.parts) + 1
+        response = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
+        )
+        part = {"PartNumber": number, "ETag": response["ETag"]}
+        # Newer botocore adds a CRC32 checksum to each part; S3 then wants it echoed on completion.
+        for field in (
+            "ChecksumCRC32",
+            "ChecksumCRC32C",
+            "ChecksumSHA1",
+            "ChecksumSHA256",
+            "ChecksumCRC64NVME",
+        ):
+            if response.get(field):
+                part[field] = response[field]
+        self.parts.append(part)
+
+    def complete(self) -> str:
+        """Finish the upload and return the object's ETag."""
+        if self.upload_id is None:
+            response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
+            self.buffer.clear()
+            return str(response["ETag"])
+        if self.buffer:
+            part, self.buffer = self.buffer, bytearray()
+            self._upload_part(part)
+        response = self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
+        self.upload_id = None
+        return str(response["ETag"])
+
+    def abort(self) -> None:
+        """Drop the parts already sent, so a failed upload leaves no billable debris; never raises."""
+        self.buffer.clear()
+        if self.upload_id is None:
+            return
+        # The original error matters more; a bucket lifecycle rule cleans what an abort cannot.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+        self.upload_id = None
