@@ -16,7 +16,7 @@ a final ``b"\\n"`` is not a line. Requires: numpy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,7 +177,8 @@ class _BlockReader:
                 self.tail = last_nl + 1
             yield from self._drain(final=False)
 
-    def _skip(self, piece: bytes | bytearray, offset: int, length: int) -> Iterator[LongLine]:
+    def _skip(self, piece: bytes | bytearray, offset: int, length: int) -> Generator[LongLine, None, int]:
+        """Stream past the long line's bytes in ``piece[offset:length]``; return where scanning resumes."""
         i = piece.find(b"\n", offset, length)
         stop = length if i < 0 else i
         missing = LONG_LINE_KEEP - len(self.skip_prefix)
