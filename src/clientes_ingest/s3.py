@@ -133,15 +133,19 @@ class S3Storage:
         self._etags: dict[str, str] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> S3Storage:
-        """Bucket, prefix, endpoint and credentials from ``CLIENTES_*`` settings."""
+    def from_settings(cls, settings: Settings, source: str | None = None) -> S3Storage:
+        """Bucket, prefix, endpoint and credentials from ``CLIENTES_*`` settings.
+
+        An ``s3://`` ``source`` in another bucket selects that bucket, so the source is read in place.
+        """
         factory = ClientConfig(
             endpoint_url=settings.aws_endpoint_url,
             region_name=settings.aws_region,
             access_key_id=settings.aws_access_key_id,
             secret_access_key=settings.aws_secret_access_key,
         )
-        return cls(None, settings.s3_bucket, settings.s3_prefix, client_factory=factory)
+        bucket = split_s3_uri(source)[0] if source and source.startswith("s3://") else settings.s3_bucket
+        return cls(None, bucket, settings.s3_prefix, client_factory=factory)
 
     @classmethod
     def from_block(cls, block: Any, prefix: str | None = None) -> S3Storage:

@@ -248,3 +248,14 @@ def test_same_bytes_as_local_storage(storage: S3Storage, tmp_path: Any) -> None:
         assert b"".join(local.iter_range(a.uri, start, end, 65536)) == b"".join(
             storage.iter_range(b.uri, start, end, 65536)
         )
+
+
+def test_from_settings_reads_a_source_in_another_bucket_in_place(aws_bucket: str, aws_s3_client: Any) -> None:
+    other = f"{aws_bucket}-src"
+    aws_s3_client.create_bucket(Bucket=other)
+    aws_s3_client.put_object(Bucket=other, Key="drop/CLIENTES_IN_0425.dat", Body=b"a|b\n")
+    uri = f"s3://{other}/drop/CLIENTES_IN_0425.dat"
+    storage = S3Storage.from_settings(load_settings(), source=uri)
+    assert storage.owns(uri) and storage.bucket == other
+    assert storage.scan(uri).size == 4
+    assert S3Storage.from_settings(load_settings(), source="/tmp/local.dat").bucket == aws_bucket

@@ -1,0 +1,99 @@
+"""Create or update the clientes-ingest blocks from ``CLIENTES_*`` settings, idempotently.
+
+Run as ``python -m blocks.register`` (or ``clientes-ingest blocks register``). A block whose stored
+values already match is not saved again, so a second run changes nothing. Requires a Prefect API
+(``PREFECT_API_URL``, or Prefect's ephemeral server) and the settings of ``clientes_ingest.settings``:
+``CLIENTES_DB_URL``, ``CLIENTES_S3_BUCKET``, ``CLIENTES_S3_PREFIX``, ``CLIENTES_AWS_*``; the block
+names follow ``CLIENTES_DB_BLOCK`` / ``CLIENTES_S3_BLOCK`` when set.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Literal
+
+from prefect.blocks.core import Block
+from prefect.exceptions import ObjectNotFound
+from pydantic import BaseModel, SecretBytes, SecretStr
+
+from blocks.definitions import (
+    AWS_BLOCK,
+    DB_BLOCK,
+    S3_BLOCK,
+    AwsCredentials,
+    ClientesDatabase,
+    S3Bucket,
+    aws_credentials_from_settings,
+    database_from_settings,
+    s3_bucket_from_settings,
+)
+from clientes_ingest.settings import Settings, load_settings
+
+Outcome = Literal["created", "updated", "unchanged"]
+
+
+def register_blocks(settings: Settings) -> dict[str, str]:
+    """Upsert ``clientes-aws``, ``clientes-s3`` and ``clientes-db``; return name -> created/updated/unchanged."""
+    results: dict[str, str] = {}
+    results[AWS_BLOCK] = upsert_block(aws_credentials_from_settings(settings), AWS_BLOCK)
+    # Reference the saved credentials document, so rotating keys in clientes-aws reaches the bucket block.
+    credentials = AwsCredentials.load(AWS_BLOCK)
+    s3_name = settings.s3_block or S3_BLOCK
+    results[s3_name] = upsert_block(s3_bucket_from_settings(settings, credentials), s3_name)
+    db_name = settings.db_block or DB_BLOCK
+    results[db_name] = upsert_block(database_from_settings(settings), db_name)
+    return results
+
+
+def upsert_block(block: Block, name: str) -> Outcome:
+    """Save ``block`` as ``name`` unless a document with the same values (secrets included) exists."""
+    try:
+        current = type(block).load(name)
+    except (ValueError, ObjectNotFound) as exc:
+        # Block.load reports a missing document (or block type) as ValueError("Unable to find ...").
+        if "Unable to find" not in str(exc) and not isinstance(exc, ObjectNotFound):
+            raise
+        block.save(name)
+        return "created"
+    if _plain(current) == _plain(block) and _same_references(current, block):
+        return "unchanged"
+    block.save(name, overwrite=True)
+    return "updated"
+
+
+def _plain(value: Any) -> Any:
+    """Field values with secrets revealed and nested blocks expanded, for comparison only."""
+    if isinstance(value, SecretStr | SecretBytes):
+        return value.get_secret_value()
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _same_references(current: Block, wanted: Block) -> bool:
+    """Nested blocks must point at the same saved documents (not merely equal copies)."""
+    for name in type(wanted).model_fields:
+        new = getattr(wanted, name)
+        if isinstance(new, Block) and new._block_document_id is not None:
+            old = getattr(current, name)
+            if not isinstance(old, Block) or old._block_document_id != new._block_document_id:
+                return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Register the blocks and print one line per block."""
+    del argv  # no options: everything comes from CLIENTES_* settings
+    for name, outcome in register_blocks(load_settings()).items():
+        print(f"{name}: {outcome}")
+    return 0
+
+
+__all__ = ["ClientesDatabase", "S3Bucket", "main", "register_blocks", "upsert_block"]
+
+if __name__ == "__main__":
+    sys.exit(main())
