@@ -8,6 +8,7 @@ share moto's global backends and the mock resets them.
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from collections.abc import Iterator
@@ -46,6 +47,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """URL of a moto server (S3, SQS, ...) running in a thread for the test session."""
+    # moto's werkzeug logs every request; failures would be buried under them.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -1,0 +1,471 @@
+"""SQS trigger service (``clientes-ingest-trigger``): S3 "object created" events -> ingest flow runs.
+
+Long-polls the trigger queue. For each S3 record whose key matches ``CLIENTES_TRIGGER_KEY_PATTERN``
+(default ``incoming/CLIENTES_IN_*.dat``) it creates a run of the ingest deployment with
+``source=s3://bucket/key`` and an idempotency key from bucket, key, version, ETag and sequencer, so a
+repeated delivery never makes a second run; then it deletes the message. Test events and other keys
+are acknowledged and logged. A message it cannot parse, or whose run cannot be created, is left on
+the queue: SQS redelivers it and, after 3 receives, moves it to the dead-letter queue.
+
+Modes (``CLIENTES_TRIGGER_MODE``): ``deployment`` creates runs through the Prefect API
+(``PREFECT_API_URL``; deployment ``CLIENTES_TRIGGER_DEPLOYMENT``, default ``ingest-clientes/k8s``);
+``in-process`` runs the flow inside this process (embedded default, no Prefect server); ``auto``
+(default) picks ``deployment`` when ``PREFECT_API_URL`` is set. Serves ``/health`` and Prometheus
+``/metrics`` on ``CLIENTES_TRIGGER_PORT`` (9100). Stops cleanly on SIGTERM/SIGINT after the message in
+hand. Requires: the SQS queue (``clientes-ingest aws init``) and ``CLIENTES_AWS_*`` settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clientes_ingest.events import DEFAULT_KEY_PATTERN, EventParseError, S3ObjectEvent, key_matches, parse_message
+
+logger = logging.getLogger("clientes_ingest.trigger")
+
+
+class TriggerConfig(BaseSettings):
+    """Knobs of the trigger service; each field is the env var ``CLIENTES_TRIGGER_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIENTES_TRIGGER_", extra="ignore")
+
+    mode: Literal["auto", "deployment", "in-process"] = "auto"
+    deployment: str = "ingest-clientes/k8s"
+    key_pattern: str = DEFAULT_KEY_PATTERN
+    queue_url: str | None = None  # default: looked up from CLIENTES_SQS_QUEUE_NAME
+    host: str = "0.0.0.0"  # noqa: S104 - probes and Prometheus scrape from outside the pod
+    port: int = 9100
+    wait_seconds: int = 20
+    visibility_timeout: int = 60
+    retry_delay_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """What starting a run did: ``created`` is False when the idempotency key matched an earlier run."""
+
+    created: bool
+    run_id: str | None = None
+
+
+class Launcher(Protocol):
+    def launch(self, event: S3ObjectEvent) -> LaunchResult:
+        """Start (or find) the ingest run for ``event``; raise if it cannot be started."""
+
+
+class DeploymentLauncher:
+    """Creates flow runs of a deployment through the Prefect API, with the event's idempotency key."""
+
+    def __init__(self, deployment_name: str, client_factory: Callable[[], Any] | None = None) -> None:
+        self.deployment_name = deployment_name
+        self._client_factory = client_factory or _sync_client
+        self._deployment_id: Any = None
+
+    def launch(self, event: S3ObjectEvent) -> LaunchResult:
+        from prefect.client.schemas.actions import DeploymentFlowRunCreate
+        from prefect.client.schemas.objects import FlowRun
+        from prefect.states import Scheduled, to_state_create
+
+        with self._client_factory() as client:
+            if self._deployment_id is None:
+                self._deployment_id = client.read_deployment_by_name(self.deployment_name).id
+            payload = DeploymentFlowRunCreate(
+                parameters={"source": event.uri},
+                state=to_state_create(Scheduled()),
+                tags=["trigger:s3"],
+                idempotency_key=event.idempotency_key,
+            ).model_dump(mode="json", exclude_unset=True)
+            try:
+                # The raw request, because the API says whether it created the run (201) or found the
+                # run an earlier delivery created (200); the client method hides that.
+                response = client.request(
+                    "POST",
+                    "/deployments/{id}/create_flow_run",
+                    path_params={"id": self._deployment_id},
+                    json=payload,
+                )
+            except Exception:
+                self._deployment_id = None  # the deployment may have been re-created: look it up again
+                raise
+        run = FlowRun.model_validate(response.json())
+        return LaunchResult(created=response.status_code == 201, run_id=str(run.id))
+
+
+def _sync_client() -> Any:
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+class InProcessLauncher:
+    """Runs the ingest flow in this process (no Prefect server needed); remembers keys it completed.
+
+    The guard only covers this process's lifetime; across restarts the flow's own check (a file whose
+    sha256 is already loaded is skipped) keeps a redelivered event from loading twice.
+    """
+
+    def __init__(self, run_flow: Callable[..., Any] | None = None, remember: int = 10_000) -> None:
+        self._run_flow = run_flow
+        self._done: OrderedDict[str, str | None] = OrderedDict()
+        self._remember = remember
+
+    def launch(self, event: S3ObjectEvent) -> LaunchResult:
+        key = event.idempotency_key
+        if key in self._done:
+            return LaunchResult(created=False, run_id=self._done[key])
+        run_flow = self._run_flow or _ingest_flow()
+        result = run_flow(source=event.uri)
+        run_id = str(result.get("job_id")) if isinstance(result, dict) and result.get("job_id") is not None else None
+        self._done[key] = run_id
+        while len(self._done) > self._remember:
+            self._done.popitem(last=False)
+        return LaunchResult(created=True, run_id=run_id)
+
+
+def _ingest_flow() -> Callable[..., Any]:
+    from flows.ingest import ingest_clientes
+
+    return ingest_clientes  # type: ignore[no-any-return]
+
+
+class TriggerMetrics:
+    """Prometheus counters of the service, in their own registry (one per service instance)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        prefix = "clientes_trigger"
+        self.received = Counter(f"{prefix}_messages_received", "SQS messages received", registry=self.registry)
+        self.runs_created = Counter(f"{prefix}_runs_created", "ingest runs created", registry=self.registry)
+        self.duplicates = Counter(
+            f"{prefix}_duplicates", "events whose run already existed (redelivery)", registry=self.registry
+        )
+        self.ignored = Counter(
+            f"{prefix}_ignored", "test events and keys outside the pattern, acknowledged", registry=self.registry
+        )
+        self.failed = Counter(
+            f"{prefix}_failed", "messages left for redelivery (unparseable or run not created)", registry=self.registry
+        )
+        self.last_poll = Gauge(
+            f"{prefix}_last_poll_timestamp_seconds", "time of the last successful receive", registry=self.registry
+        )
+
+
+Outcome = Literal["launched", "ignored", "failed"]
+
+
+class TriggerService:
+    """The receive -> launch -> acknowledge loop; ``run`` until ``stop``."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        launcher: Launcher,
+        *,
+        key_pattern: str = DEFAULT_KEY_PATTERN,
+        metrics: TriggerMetrics | None = None,
+        wait_seconds: int = 20,
+        visibility_timeout: int = 60,
+        retry_delay_seconds: int | None = 30,
+    ) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.launcher = launcher
+        self.key_pattern = key_pattern
+        self.metrics = metrics or TriggerMetrics()
+        self.wait_seconds = wait_seconds
+        self.visibility_timeout = visibility_timeout
+        self.retry_delay_seconds = retry_delay_seconds
+        self._stop = threading.Event()
+        self.started_at = time.time()
+        self.last_poll: float | None = None
+        self.busy_since: float | None = None
+
+    def stop(self) -> None:
+        """Ask the loop to end after the message in hand (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def healthy(self) -> bool:
+        """Polling recently, or busy with a message (an in-process run can take long), or just started."""
+        now = time.time()
+        if self.busy_since is not None:
+            return True
+        grace = max(3 * self.wait_seconds, 60)
+        return (self.last_poll or self.started_at) >= now - grace
+
+    def run(self) -> None:
+        logger.info("trigger polling %s (pattern %s)", self.queue_url, self.key_pattern)
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+                failures = 0
+            except Exception as exc:  # never die on a queue hiccup: back off and poll again
+                failures += 1
+                delay = min(30.0, 2.0**failures)
+                logger.error("receive from %s failed (%s); retrying in %.0fs", self.queue_url, _describe(exc), delay)
+                self._stop.wait(delay)
+        logger.info("trigger stopped")
+
+    def poll_once(self) -> list[Outcome]:
+        """One long-poll receive; handle what arrived. Returns the outcome per message."""
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=1,  # one message in hand: a stop or a crash strands nothing else
+            WaitTimeSeconds=self.wait_seconds,
+            VisibilityTimeout=self.visibility_timeout,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        self.last_poll = time.time()
+        self.metrics.last_poll.set(self.last_poll)
+        return [self.handle(message) for message in response.get("Messages", [])]
+
+    def handle(self, message: dict[str, Any]) -> Outcome:
+        """Process one SQS message; delete it only if every record in it was dealt with."""
+        self.metrics.received.inc()
+        self.busy_since = time.time()
+        message_id = message.get("MessageId", "?")
+        receipts = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+        try:
+            outcome = self._handle(message, message_id, receipts)
+        except Exception:  # a bug must not kill the service; SQS will redeliver, then dead-letter
+            logger.exception("message %s: unexpected error; left for redelivery", message_id)
+            self.metrics.failed.inc()
+            self._retry_later(message)
+            outcome = "failed"
+        finally:
+            self.busy_since = None
+        return outcome
+
+    def _handle(self, message: dict[str, Any], message_id: str, receipts: str) -> Outcome:
+        try:
+            parsed = parse_message(message.get("Body", ""))
+        except EventParseError as exc:
+            logger.warning(
+                "message %s (receive %s) is not an S3 notification: %s; left for redelivery / DLQ",
+                message_id,
+                receipts,
+                exc,
+            )
+            self.metrics.failed.inc()
+            self._retry_later(message)
+            return "failed"
+        if parsed.test_event:
+            logger.info("message %s: s3:TestEvent, acknowledged", message_id)
+            self.metrics.ignored.inc()
+            self._delete(message)
+            return "ignored"
+
+        launched = failed = 0
+        for event in parsed.events:
+            if not event.is_object_created or not key_matches(event.key, self.key_pattern):
+                logger.info(
+                    "message %s: %s %s does not match %s, ignored",
+                    message_id,
+                    event.event_name,
+                    event.uri,
+                    self.key_pattern,
+                )
+                self.metrics.ignored.inc()
+                continue
+            try:
+                with self._keep_invisible(message):
+                    result = self.launcher.launch(event)
+            except Exception as exc:
+                logger.error("message %s: cannot start a run for %s: %s", message_id, event.uri, _describe(exc))
+                self.metrics.failed.inc()
+                failed += 1
+                continue
+            launched += 1
+            if result.created:
+                logger.info("message %s: run %s created for %s", message_id, result.run_id, event.uri)
+                self.metrics.runs_created.inc()
+            else:
+                logger.info(
+                    "message %s: run %s already exists for %s (duplicate delivery)",
+                    message_id,
+                    result.run_id,
+                    event.uri,
+                )
+                self.metrics.duplicates.inc()
+        if failed:
+            # Records that did start are safe to replay: their idempotency key finds the same run.
+            self._retry_later(message)
+            return "failed"
+        self._delete(message)
+        return "launched" if launched else "ignored"
+
+    def _delete(self, message: dict[str, Any]) -> None:
+        try:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        except (ClientError, BotoCoreError) as exc:
+            # Redelivery is harmless (idempotency key); losing the error is not.
+            logger.error("message %s: delete failed (%s); it will come back", message.get("MessageId"), _describe(exc))
+
+    def _retry_later(self, message: dict[str, Any]) -> None:
+        if self.retry_delay_seconds is None:
+            return
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=self.retry_delay_seconds,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("message %s: cannot reschedule (%s)", message.get("MessageId"), _describe(exc))
+
+    @contextlib.contextmanager
+    def _keep_invisible(self, message: dict[str, Any]) -> Iterator[None]:
+        """While a launch is slow, keep pushing the message's visibility timeout out."""
+        done = threading.Event()
+        interval = max(1.0, self.visibility_timeout / 2)
+
+        def extend() -> None:
+            while not done.wait(interval):
+                try:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=self.visibility_timeout,
+                    )
+                except (ClientError, BotoCoreError) as exc:
+                    logger.warning(
+                        "message %s: cannot extend visibility (%s)", message.get("MessageId"), _describe(exc)
+                    )
+
+        thread = threading.Thread(target=extend, name="sqs-visibility", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', '?')} {error.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def serve_http(service: TriggerService, host: str, port: int) -> ThreadingHTTPServer:
+    """Serve ``/health`` and ``/metrics`` from a daemon thread; ``port`` 0 picks a free port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.split("?")[0] == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(service.metrics.registry))
+            elif self.path.split("?")[0] == "/health":
+                ok = service.healthy()
+                body = {
+                    "status": "ok" if ok else "stale",
+                    "last_poll": service.last_poll,
+                    "busy": service.busy_since is not None,
+                    "stopping": service.stopping,
+                }
+                self._send(200 if ok else 503, "application/json", json.dumps(body).encode())
+            else:
+                self._send(404, "text/plain", b"not found: try /health or /metrics\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+            pass  # probes every few seconds would drown the real log
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="trigger-http", daemon=True).start()
+    return server
+
+
+def build_launcher(config: TriggerConfig) -> Launcher:
+    """The deployment launcher when a Prefect API is configured (or forced), else in-process."""
+    mode = config.mode
+    if mode == "auto":
+        from prefect.settings import get_current_settings
+
+        mode = "deployment" if get_current_settings().api.url else "in-process"
+    if mode == "deployment":
+        logger.info("creating runs of deployment %s", config.deployment)
+        return DeploymentLauncher(config.deployment)
+    logger.info("no Prefect API configured: running the ingest flow in-process")
+    return InProcessLauncher()
+
+
+def install_signal_handlers(service: TriggerService) -> None:
+    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) stop the loop after the message in hand."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        logger.info("%s received: stopping after the message in hand", signal.Signals(signum).name)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``clientes-ingest-trigger``: configuration from the environment only."""
+    del argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from clientes_ingest.aws import clients_from_settings
+    from clientes_ingest.settings import load_settings
+
+    settings = load_settings()
+    config = TriggerConfig()
+    _, sqs = clients_from_settings(settings)
+    queue_url = config.queue_url
+    if not queue_url:
+        try:
+            queue_url = sqs.get_queue_url(QueueName=settings.sqs_queue_name)["QueueUrl"]
+        except (ClientError, BotoCoreError) as exc:
+            print(
+                f"cannot find SQS queue {settings.sqs_queue_name} ({_describe(exc)}): "
+                "create it with `clientes-ingest aws init` or set CLIENTES_TRIGGER_QUEUE_URL",
+                file=sys.stderr,
+            )
+            return 1
+    service = TriggerService(
+        sqs,
+        queue_url,
+        build_launcher(config),
+        key_pattern=config.key_pattern,
+        wait_seconds=config.wait_seconds,
+        visibility_timeout=config.visibility_timeout,
+        retry_delay_seconds=config.retry_delay_seconds,
+    )
+    server = serve_http(service, config.host, config.port)
+    logger.info("serving /health and /metrics on %s:%d", config.host, server.server_address[1])
+    install_signal_handlers(service)
+    try:
+        service.run()
+    finally:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
