@@ -1,0 +1,187 @@
+"""Contract tests of prefect.yaml: the deployments it declares really fit the flow, the work pools,
+the job template and the image.
+
+The flow is read by AST (no import, no Prefect server); schedules are checked with Prefect's own
+schedule models and cronsim; the document itself with the model `prefect deploy` parses it with.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import json
+import zoneinfo
+from typing import Any
+
+import pytest
+from cronsim import CronSim
+from deploy_support import IMAGE_REPOSITORY, REPO, SECRET_KEY, final_stage_env, final_workdir, project_version
+
+K8S_RESOURCES = {"cpu_request": "100m", "memory_request": "128Mi", "cpu_limit": "200m", "memory_limit": "256Mi"}
+EXPECTED_POOLS = {"k8s": "kubernetes-pool", "local": "local-process"}
+DAILY_SOURCE = "s3://clientes-ingest/incoming/CLIENTES_IN_{MMYY}.dat"
+
+
+def _flow_def(entrypoint: str) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, ast.Call | None]:
+    """The function an entrypoint names, and its @flow(...) decorator call (None for a bare @flow)."""
+    path, _, name = entrypoint.partition(":")
+    source = REPO / path
+    assert source.is_file(), f"entrypoint {entrypoint}: {path} does not exist"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+            for deco in node.decorator_list:
+                target = deco.func if isinstance(deco, ast.Call) else deco
+                if (isinstance(target, ast.Name) and target.id == "flow") or (
+                    isinstance(target, ast.Attribute) and target.attr == "flow"
+                ):
+                    return node, deco if isinstance(deco, ast.Call) else None
+            pytest.fail(f"entrypoint {entrypoint}: {name} is not decorated with @flow")
+    pytest.fail(f"entrypoint {entrypoint}: no function {name} defined at top level of {path}")
+
+
+def _flow_name(node: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call | None) -> str:
+    for kw in call.keywords if call else []:
+        if kw.arg == "name":
+            assert isinstance(kw.value, ast.Constant), "flow name must be a literal"
+            return str(kw.value.value)
+    return node.name.replace("_", "-")  # Prefect's default flow name
+
+
+def _flow_params(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[set[str], set[str]]:
+    """All parameter names and the required ones (without default)."""
+    args = node.args
+    positional = [*args.posonlyargs, *args.args]
+    required = {a.arg for a in positional[: len(positional) - len(args.defaults)]}
+    required |= {a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None}
+    return {a.arg for a in [*positional, *args.kwonlyargs]}, required
+
+
+def _job_template_variables() -> dict[str, Any]:
+    template = json.loads((REPO / "deployments/k8s-base-job-template.json").read_text(encoding="utf-8"))
+    return template["variables"]["properties"]
+
+
+def test_prefect_deploy_accepts_the_file(prefect_yaml: dict[str, Any]) -> None:
+    from prefect.cli.deploy._models import PrefectYamlModel  # what `prefect deploy` validates with
+
+    model = PrefectYamlModel.model_validate(prefect_yaml)
+    assert [d.name for d in model.deployments] == ["k8s", "local"]
+
+
+def test_deployments_and_pools(deployments: dict[str, dict[str, Any]]) -> None:
+    assert {name: d["work_pool"]["name"] for name, d in deployments.items()} == EXPECTED_POOLS
+
+
+def test_work_pools_are_shared_through_yaml_anchors(prefect_yaml: dict[str, Any]) -> None:
+    # An alias loads as the very same object as its anchor.
+    pools = prefect_yaml["definitions"]["work_pools"]
+    by_name = {d["name"]: d for d in prefect_yaml["deployments"]}
+    assert by_name["k8s"]["work_pool"] is pools["kubernetes"]
+    assert by_name["local"]["work_pool"] is pools["local"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_POOLS))
+def test_entrypoint_is_the_ingest_flow(deployments: dict[str, dict[str, Any]], name: str) -> None:
+    node, call = _flow_def(deployments[name]["entrypoint"])
+    # Deployment names are addressed as <flow name>/<deployment name>, e.g. ingest-clientes/k8s.
+    assert _flow_name(node, call) == "ingest-clientes"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_POOLS))
+def test_parameters_are_flow_parameters(deployments: dict[str, dict[str, Any]], name: str) -> None:
+    deployment = deployments[name]
+    params, required = _flow_params(_flow_def(deployment["entrypoint"])[0])
+    assert set(deployment.get("parameters") or {}) <= params
+    for schedule in deployment.get("schedules") or []:
+        given = {**(deployment.get("parameters") or {}), **(schedule.get("parameters") or {})}
+        assert set(given) <= params, f"unknown parameters {set(given) - params}"
+        assert required <= set(given), f"a scheduled run would lack {required - set(given)}"
+
+
+def test_daily_schedule(deployments: dict[str, dict[str, Any]]) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    (schedule,) = deployments["k8s"]["schedules"]
+    assert schedule["active"] is True
+    CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])  # Prefect's own validation
+    tz = zoneinfo.ZoneInfo(schedule["timezone"])
+    assert schedule["timezone"] == "America/Argentina/Buenos_Aires"
+    start = dt.datetime(2025, 4, 30, 12, 0, tzinfo=tz)
+    runs = [run for run, _ in zip(CronSim(schedule["cron"], start), range(2), strict=False)]
+    assert runs == [dt.datetime(2025, 5, 1, 6, 0, tzinfo=tz), dt.datetime(2025, 5, 2, 6, 0, tzinfo=tz)]
+    assert schedule["parameters"] == {"source": DAILY_SOURCE}
+
+
+def test_scheduled_source_resolves_to_the_months_file(deployments: dict[str, dict[str, Any]]) -> None:
+    from clientes_ingest.staging import resolve_source
+
+    source = deployments["k8s"]["schedules"][0]["parameters"]["source"]
+    # 06:00 in Buenos Aires on 1 May 2025 is 09:00 UTC, the run's scheduled start time.
+    when = dt.datetime(2025, 5, 1, 9, 0, tzinfo=dt.UTC)
+    assert resolve_source(source, when) == "s3://clientes-ingest/incoming/CLIENTES_IN_0525.dat"
+
+
+def test_local_deployment_has_no_schedule(deployments: dict[str, dict[str, Any]]) -> None:
+    # The compose stack starts runs from the webhook and the SQS trigger only.
+    assert deployments["local"]["schedules"] == []
+
+
+def test_k8s_job_variables(deployments: dict[str, dict[str, Any]]) -> None:
+    variables = deployments["k8s"]["work_pool"]["job_variables"]
+    assert {k: variables[k] for k in K8S_RESOURCES} == K8S_RESOURCES
+    assert variables["namespace"] == "clientes-ingest"
+    assert variables["service_account_name"] == "clientes-ingest-flows"
+    assert variables["env_from_secret"] == "clientes-ingest-secrets"
+    assert variables["image"] == f"{IMAGE_REPOSITORY}:{project_version()}"
+
+
+def test_k8s_job_variables_exist_in_the_job_template(deployments: dict[str, dict[str, Any]]) -> None:
+    # Prefect silently ignores a job variable the work pool's template does not declare.
+    variables = deployments["k8s"]["work_pool"]["job_variables"]
+    assert set(variables) <= set(_job_template_variables())
+
+
+def test_local_job_variables_exist_for_process_workers(deployments: dict[str, dict[str, Any]]) -> None:
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    assert set(deployments["local"]["work_pool"].get("job_variables") or {}) <= set(
+        template["variables"]["properties"]
+    )
+
+
+def test_pull_steps_point_at_the_code_in_the_image(deployments: dict[str, dict[str, Any]]) -> None:
+    import prefect.deployments.steps as steps
+    workdir = final_workdir()
+    for name, expected in {"k8s": workdir, "local": "{{ $CLIENTES_PROJECT_DIR }}"}.items():
+        (step,) = deployments[name]["pull"]
+        ((function, kwargs),) = step.items()
+        assert function == "prefect.deployments.steps.set_working_directory"
+        assert callable(steps.set_working_directory)
+        assert kwargs == {"directory": expected}
+    # The local deployment's variable is set by the image to the same directory.
+    assert final_stage_env()["CLIENTES_PROJECT_DIR"] == workdir
+
+
+def test_no_build_or_push_steps(prefect_yaml: dict[str, Any]) -> None:
+    # No Docker here or in CI: the image is built separately (docs/kubernetes.md).
+    assert not prefect_yaml.get("build")
+    assert not prefect_yaml.get("push")
+    for deployment in prefect_yaml["deployments"]:
+        assert not deployment.get("build") and not deployment.get("push")
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [item for k, v in node.items() for item in _walk(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [item for i, v in enumerate(node) for item in _walk(v, f"{path}[{i}]")]
+    return [(path, node)]
+
+
+def test_no_secret_values(prefect_yaml: dict[str, Any]) -> None:
+    # Secrets reach runs through the Kubernetes Secret (env_from_secret) or the worker's env.
+    leaves = _walk(prefect_yaml)
+    assert not [path for path, _ in leaves if SECRET_KEY.search(path.rsplit(".", 1)[-1])]
+    assert not [path for path, value in leaves if isinstance(value, str) and "://" in value and "@" in value]
