@@ -1,0 +1,116 @@
+"""The ``ingest-clientes`` flow: stage a CLIENTES file, register its job, load its chunks, finalize.
+
+Orchestration only: every IO step is a task in ``clientes_ingest.tasks``. Deployed by prefect.yaml as
+``ingest-clientes/k8s`` and ``ingest-clientes/local``; run directly with
+``python -m flows.ingest SOURCE`` or ``clientes-ingest run SOURCE``.
+Requires: the settings of ``clientes_ingest.settings`` (env ``CLIENTES_*``); blocks when
+``CLIENTES_DB_BLOCK`` / ``CLIENTES_S3_BLOCK`` name them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from prefect import flow, get_run_logger, runtime, unmapped
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from clientes_ingest.jobs import Action
+from clientes_ingest.settings import load_settings
+from clientes_ingest.staging import resolve_source
+from clientes_ingest.tasks import (
+    fail_job,
+    finalize_job,
+    load_resources,
+    process_chunk,
+    publish_report,
+    read_chunks,
+    read_job,
+    register_job,
+    stage_file,
+)
+
+
+class IngestFailed(RuntimeError):
+    """Raised at the end of a run whose job could not load every chunk (the flow run fails)."""
+
+    def __init__(self, message: str, job_id: int | None = None) -> None:
+        super().__init__(message, job_id)
+        self.job_id = job_id
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def build_task_runner() -> TaskRunner[Any]:
+    """Thread pool by default; Dask when ``CLIENTES_DASK_ADDRESS`` names a scheduler (or ``local``)."""
+    address = os.environ.get("CLIENTES_DASK_ADDRESS")
+    if address:
+        from prefect_dask import DaskTaskRunner
+
+        if address == "local":
+            return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+        return DaskTaskRunner(address=address)
+    return ThreadPoolTaskRunner(max_workers=load_settings().chunk_concurrency)
+
+
+@flow(name="ingest-clientes", task_runner=build_task_runner(), log_prints=True)
+def ingest_clientes(
+    source: str, force: bool = False, job_id: int | None = None, chunk_size: str | None = None
+) -> dict[str, Any]:
+    """Load a CLIENTES file exactly once: valid rows into ``clientes``, corrupt lines into ``ingest_rejects``.
+
+    ``source``: a local path, ``file://`` or ``s3://bucket/key``; ``{MMYY}``-style placeholders are
+    filled from the run's scheduled time. ``force``: load again content already loaded. ``job_id``: a
+    pre-registered job, or an unfinished job to resume. ``chunk_size``: e.g. ``"32MB"``.
+    """
+    logger = get_run_logger()
+    settings = load_settings(chunk_size=chunk_size)
+    source = resolve_source(source, runtime.flow_run.scheduled_start_time)
+    db, storage = load_resources(settings, source)
+    try:
+        staged = stage_file(source, storage, settings.chunk_size)
+    except Exception as exc:
+        if job_id is not None:
+            fail_job(db, job_id, str(exc))
+        raise
+    registration = register_job(db, staged, force, job_id, str(runtime.flow_run.id or "") or None)
+    if registration.action in (Action.ALREADY_LOADED, Action.IN_PROGRESS):
+        logger.info("%s: job %d %s; nothing to load", staged.name, registration.job_id,
+                    "already loaded this content" if registration.action == Action.ALREADY_LOADED
+                    else "is loading this content in another run")
+        return {**read_job(db, registration.job_id).as_dict(), "action": str(registration.action)}
+
+    total = registration.chunk_count
+    done = total - len(registration.pending)
+    logger.info("job %d: %s, %d of %d chunks to load", registration.job_id, registration.action,
+                len(registration.pending), total)
+    progress_id = create_progress_artifact(progress=100.0 * done / total if total else 100.0,
+                                           description=f"Chunks processed, job {registration.job_id}")
+    futures = process_chunk.map(unmapped(db), unmapped(storage), registration.job_id, registration.uri,
+                                list(registration.pending), settings.block_size, settings.max_line_bytes)
+    for future in as_completed(futures):
+        try:
+            future.result()
+        except Exception as exc:  # recorded on the chunk; the job is finalized as failed below
+            logger.error("a chunk failed after its retries: %s", exc)
+        done += 1
+        update_progress_artifact(progress_id, 100.0 * done / total)
+
+    summary = finalize_job(db, registration.job_id)
+    publish_report(summary, read_chunks(db, registration.job_id))
+    if summary.status == "failed":
+        raise IngestFailed(f"job {summary.job_id} failed: {summary.error}; rerun the same source to load "
+                           f"the missing chunks", summary.job_id)
+    logger.info("job %d %s: %d rows, %d rejects", summary.job_id, summary.status, summary.rows_loaded,
+                summary.rows_rejected)
+    return {**summary.as_dict(), "action": str(registration.action)}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m flows.ingest SOURCE")
+    print(ingest_clientes(sys.argv[1]))

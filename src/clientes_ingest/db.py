@@ -1,0 +1,391 @@
+"""Database schema (SQLAlchemy Core, the single source of truth) and the per-dialect bulk writers.
+
+Dialects: SQL Server through pyodbc (``mssql+pyodbc``, ``fast_executemany``), PostgreSQL through
+psycopg 3 (``COPY ... FROM STDIN``), SQLite through ``executemany``. The high-volume tables
+(``clientes``, ``ingest_rejects``) carry no foreign key on purpose: PostgreSQL checks a foreign key
+with a trigger per row, which would dominate the bulk load; their key ``(job, line number)`` is the
+idempotency key. Requires: the driver of the URL's dialect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from pydantic import SecretStr
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+metadata = sa.MetaData()
+
+# BIGINT identity everywhere except SQLite, whose auto-increment needs INTEGER PRIMARY KEY.
+JobId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+NOW = sa.func.current_timestamp()  # server defaults (created_at, FechaCreacion)
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC with microseconds: job and chunk timestamps (SQLite's CURRENT_TIMESTAMP has seconds only)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+ingest_jobs = sa.Table(
+    "ingest_jobs",
+    metadata,
+    sa.Column("id", JobId, primary_key=True, autoincrement=True),
+    sa.Column("source_uri", sa.Unicode(1024), nullable=False),
+    sa.Column("file_name", sa.Unicode(255), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("chunk_size", sa.BigInteger),
+    sa.Column("chunk_count", sa.Integer),
+    sa.Column("total_lines", sa.BigInteger),
+    sa.Column("blank_lines", sa.BigInteger),
+    sa.Column("rows_loaded", sa.BigInteger),
+    sa.Column("rows_rejected", sa.BigInteger),
+    sa.Column("peak_rss_bytes", sa.BigInteger),
+    sa.Column("flow_run_id", sa.String(36)),
+    # Incremented by each run that takes the job over: the optimistic lock of a resume.
+    sa.Column("runs", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("created_at", sa.DateTime, nullable=False, server_default=NOW),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("heartbeat_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("error", sa.UnicodeText),
+)
+sa.Index("ix_ingest_jobs_sha256", ingest_jobs.c.sha256)
+
+# One row per file content: the job that owns it. Its primary key is the database-side guard that
+# lets only one of two concurrent runs of the same file register (and load) it.
+ingest_file_claims = sa.Table(
+    "ingest_file_claims",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("job_id", JobId, sa.ForeignKey("ingest_jobs.id"), nullable=False),
+    sa.Column("claimed_at", sa.DateTime, nullable=False, server_default=NOW),
+)
+
+ingest_chunks = sa.Table(
+    "ingest_chunks",
+    metadata,
+    sa.Column("job_id", JobId, sa.ForeignKey("ingest_jobs.id"), primary_key=True),
+    sa.Column("chunk_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("start_offset", sa.BigInteger, nullable=False),
+    sa.Column("end_offset", sa.BigInteger, nullable=False),
+    sa.Column("first_line", sa.BigInteger, nullable=False),
+    sa.Column("line_count", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default=sa.text("'pending'")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("rows_loaded", sa.BigInteger),
+    sa.Column("rows_rejected", sa.BigInteger),
+    sa.Column("blank_lines", sa.BigInteger),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("peak_rss_bytes", sa.BigInteger),
+    sa.Column("cpu_seconds", sa.Float),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("error", sa.UnicodeText),
+)
+
+clientes = sa.Table(
+    "clientes",
+    metadata,
+    sa.Column("JobId", JobId, primary_key=True, autoincrement=False),
+    sa.Column("LineNumber", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("NombreCompleto", sa.Unicode(100), nullable=False),
+    sa.Column("DNI", sa.BigInteger, nullable=False),
+    sa.Column("Estado", sa.String(10), nullable=False),
+    sa.Column("FechaIngreso", sa.Date, nullable=False),
+    sa.Column("EsPEP", sa.Boolean, nullable=False),
+    sa.Column("EsSujetoObligado", sa.Boolean, nullable=True),
+    sa.Column("FechaCreacion", sa.DateTime, nullable=False, server_default=NOW),
+)
+
+# The parser keeps a reject's first 256 characters; SQL Server counts NVARCHAR length in UTF-16
+# code units, where a character outside the BMP (an emoji) takes two: hence twice the characters.
+REJECT_RAW_CHARS = 256
+
+ingest_rejects = sa.Table(
+    "ingest_rejects",
+    metadata,
+    sa.Column("job_id", JobId, primary_key=True, autoincrement=False),
+    sa.Column("line_number", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("chunk_no", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("raw_line", sa.Unicode(2 * REJECT_RAW_CHARS), nullable=False),
+    sa.Column("raw_length", sa.BigInteger, nullable=False),
+)
+
+# Column order of the bulk loads; the parser's tables carry these fields (see records.VALID_SCHEMA).
+CLIENTES_COLUMNS = ("JobId", "LineNumber", "NombreCompleto", "DNI", "Estado", "FechaIngreso", "EsPEP",
+                    "EsSujetoObligado")
+VALID_FIELDS = ("line_number", "nombre_completo", "dni", "estado", "fecha_ingreso", "es_pep", "es_sujeto_obligado")
+REJECT_COLUMNS = ("job_id", "line_number", "chunk_no", "reason", "raw_line", "raw_length")
+REJECT_FIELDS = ("line_number", "reason", "raw_line", "raw_length")
+
+DIALECTS = ("mssql", "postgresql", "sqlite")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached; the message names it without the password."""
+
+
+def schema_ddl(dialect_name: str) -> str:
+    """The DDL of every table and index, compiled for ``mssql``, ``postgresql`` or ``sqlite``."""
+    dialect = _dialect(dialect_name)
+    statements = []
+    for table in metadata.sorted_tables:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)).strip() + ";")
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";")
+    header = f"-- clientes-ingest schema for {dialect_name}, generated from clientes_ingest.db.metadata.\n"
+    header += "-- Regenerate with: clientes-ingest schema --dialect " + dialect_name + "\n\n"
+    return header + "\n\n".join(statements) + "\n"
+
+
+def _dialect(name: str) -> sa.engine.Dialect:
+    if name not in DIALECTS:
+        raise ValueError(f"unknown dialect {name!r}: choose one of {', '.join(DIALECTS)}")
+    module = {"mssql": "mssql.pyodbc", "postgresql": "postgresql.psycopg", "sqlite": "sqlite.pysqlite"}[name]
+    dialect = sa.dialects.registry.load(module)()
+    if name == "mssql":
+        # Compile for SQL Server 2022 (what a connection would detect): DATE, NVARCHAR(max).
+        dialect.server_version_info = (16, 0)
+        dialect._setup_version_attributes()
+    return dialect
+
+
+def redact(url: str | URL) -> str:
+    """A database URL safe to print: the password is replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+class Database:
+    """A database handle that is cheap to pass to tasks: picklable, one engine per process and URL."""
+
+    def __init__(self, url: SecretStr | str) -> None:
+        self._url = url if isinstance(url, SecretStr) else SecretStr(url)
+
+    def __repr__(self) -> str:
+        return f"Database({self.safe_url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_url": self._url}
+
+    @property
+    def url(self) -> URL:
+        return make_url(self._url.get_secret_value())
+
+    @property
+    def safe_url(self) -> str:
+        return redact(self.url)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @property
+    def engine(self) -> Engine:
+        key = self._url.get_secret_value()
+        with _ENGINES_LOCK:
+            engine = _ENGINES.get(key)
+            if engine is None:
+                engine = _ENGINES[key] = create_engine(self.url)
+            return engine
+
+    def describe_error(self, exc: BaseException) -> str:
+        """One line naming the database and the cause, never the password."""
+        reason = _short_reason(exc)
+        password = self.url.password
+        if password:
+            reason = reason.replace(str(password), "***")
+        return f"database {self.safe_url} unreachable ({reason})"
+
+    def error_text(self, exc: BaseException) -> str:
+        """A short error text for job and chunk records: the driver's message, no SQL, no password."""
+        orig = getattr(exc, "orig", None)
+        text = f"{type(orig or exc).__name__}: {' '.join(str(orig or exc).split())}"[:1000]
+        password = self.url.password
+        return text.replace(str(password), "***") if password else text
+
+    def check(self) -> None:
+        """Connect once; raise DatabaseUnavailable with a clear one-line message if that fails."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except (DBAPIError, SQLAlchemyError, OSError) as exc:
+            raise DatabaseUnavailable(self.describe_error(exc)) from None
+
+    def ensure_schema(self) -> None:
+        """Create missing tables (idempotent)."""
+        try:
+            metadata.create_all(self.engine, checkfirst=True)
+        except DBAPIError as exc:
+            if _is_connection_error(exc):
+                raise DatabaseUnavailable(self.describe_error(exc)) from None
+            raise
+
+    def dispose(self) -> None:
+        with _ENGINES_LOCK:
+            engine = _ENGINES.pop(self._url.get_secret_value(), None)
+        if engine is not None:
+            engine.dispose()
+
+
+def _short_reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = " ".join(str(orig).split())
+    lowered = text.lower()
+    for needle, short in (("connection refused", "connection refused"), ("timeout", "timed out"),
+                          ("could not translate host", "unknown host"), ("name or service not known", "unknown host"),
+                          ("does not exist", "does not exist"), ("unable to open database", "cannot open file"),
+                          ("password authentication failed", "authentication failed"),
+                          ("login failed", "authentication failed"), ("can't open lib", "ODBC driver not installed")):
+        if needle in lowered:
+            return f"{short}: {text[:300]}"
+    return text[:300] or type(orig).__name__
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    return bool(exc.connection_invalidated) or isinstance(exc, sa.exc.OperationalError)
+
+
+def create_engine(url: URL) -> Engine:
+    """An engine tuned per dialect (SQLite: WAL + BEGIN IMMEDIATE; SQL Server: fast_executemany)."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 600, "check_same_thread": False})
+        _sqlite_begin_immediate(engine)
+        return engine
+    if backend == "mssql":
+        return sa.create_engine(url, fast_executemany=True, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_begin_immediate(engine: Engine) -> None:
+    # pysqlite's deferred BEGIN lets two chunk transactions both read, then deadlock on upgrading to a
+    # write lock (SQLITE_BUSY without waiting). BEGIN IMMEDIATE takes the write lock up front, so
+    # concurrent chunks queue on the busy timeout instead.
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# --------------------------------------------------------------------------------------- writers
+
+
+class BulkWriter(Protocol):
+    """Appends parsed rows and rejects inside the caller's transaction."""
+
+    def write_rows(self, conn: Connection, job_id: int, valid: pa.Table) -> int: ...
+
+    def write_rejects(self, conn: Connection, job_id: int, chunk_no: int, rejects: pa.Table) -> int: ...
+
+
+def _with_constants(table: pa.Table, fields: Sequence[str], constants: Sequence[tuple[str, int]]) -> pa.Table:
+    columns = [pa.array([value] * table.num_rows, pa.int64()) for _, value in constants]
+    names = [name for name, _ in constants]
+    return pa.table(columns + [table.column(f) for f in fields], names=names + list(fields))
+
+
+class PostgresCopyWriter:
+    """PostgreSQL: ``COPY ... FROM STDIN (FORMAT csv)`` fed by pyarrow's C++ CSV writer."""
+
+    _csv = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+
+    def _copy(self, conn: Connection, table: str, columns: Sequence[str], data: pa.Table) -> int:
+        if data.num_rows == 0:
+            return 0
+        buffer = io.BytesIO()
+        pacsv.write_csv(data, buffer, self._csv)
+        cols = ", ".join(f'"{c}"' for c in columns)
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(buffer.getbuffer())
+        return data.num_rows
+
+    def write_rows(self, conn: Connection, job_id: int, valid: pa.Table) -> int:
+        return self._copy(conn, "clientes", CLIENTES_COLUMNS, _with_constants(valid, VALID_FIELDS, [("j", job_id)]))
+
+    def write_rejects(self, conn: Connection, job_id: int, chunk_no: int, rejects: pa.Table) -> int:
+        data = _with_constants(rejects, REJECT_FIELDS, [("j", job_id), ("c", chunk_no)])
+        data = data.select(["j", "line_number", "c", "reason", "raw_line", "raw_length"])
+        return self._copy(conn, "ingest_rejects", REJECT_COLUMNS, data)
+
+
+class ExecutemanyWriter:
+    """SQLite (sqlite3) and SQL Server (pyodbc, fast_executemany): one DBAPI ``executemany`` a block."""
+
+    def __init__(self, *, fast_executemany: bool = False, iso_dates: bool = False) -> None:
+        self.fast_executemany = fast_executemany
+        self.iso_dates = iso_dates
+
+    def _rows(self, data: pa.Table) -> Iterable[tuple[Any, ...]]:
+        columns = []
+        for column in data.columns:
+            if self.iso_dates and pa.types.is_date(column.type):
+                column = pc.cast(column, pa.string())  # ISO text: sqlite3's date adapter is deprecated
+            columns.append(column.to_pylist())
+        return list(zip(*columns, strict=True))
+
+    def _insert(self, conn: Connection, table: str, columns: Sequence[str], data: pa.Table) -> int:
+        if data.num_rows == 0:
+            return 0
+        quote = conn.dialect.identifier_preparer.quote
+        sql = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES " \
+              f"({', '.join('?' * len(columns))})"
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            if self.fast_executemany:
+                cursor.fast_executemany = True
+            cursor.executemany(sql, self._rows(data))
+        finally:
+            cursor.close()
+        return data.num_rows
+
+    def write_rows(self, conn: Connection, job_id: int, valid: pa.Table) -> int:
+        data = _with_constants(valid, VALID_FIELDS, [("j", job_id)])
+        return self._insert(conn, "clientes", CLIENTES_COLUMNS, data)
+
+    def write_rejects(self, conn: Connection, job_id: int, chunk_no: int, rejects: pa.Table) -> int:
+        data = _with_constants(rejects, REJECT_FIELDS, [("j", job_id), ("c", chunk_no)])
+        data = data.select(["j", "line_number", "c", "reason", "raw_line", "raw_length"])
+        return self._insert(conn, "ingest_rejects", REJECT_COLUMNS, data)
+
+
+def writer_for(dialect: str) -> BulkWriter:
+    """The bulk writer of a dialect name (``postgresql``, ``sqlite``, ``mssql``)."""
+    if dialect == "postgresql":
+        return PostgresCopyWriter()
+    if dialect == "sqlite":
+        return ExecutemanyWriter(iso_dates=True)
+    if dialect == "mssql":
+        return ExecutemanyWriter(fast_executemany=True)
+    raise ValueError(f"no bulk writer for dialect {dialect!r}: use postgresql, mssql or sqlite")

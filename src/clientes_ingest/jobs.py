@@ -1,0 +1,360 @@
+"""Job lifecycle in the database: register a file and its chunks, finalize the counts, read jobs back.
+
+Exactly-once rests on two keys: a file's content (sha256) is claimed by one job in
+``ingest_file_claims`` (a primary key, so of two concurrent runs only one registers), and every row
+and reject is keyed on (job, line number) and committed with its chunk's status in one transaction
+(see ``loader``). Requires: an engine whose schema exists (``Database.ensure_schema``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from clientes_ingest.chunks import ChunkSpec
+from clientes_ingest.db import ingest_chunks, ingest_file_claims, ingest_jobs, ingest_rejects, utcnow
+
+DONE_STATUSES = ("completed", "completed_with_rejects")
+DEFAULT_LEASE_SECONDS = 900
+
+
+class JobError(RuntimeError):
+    """A job cannot be registered or resumed as asked; the message says why and what to do."""
+
+
+class Action(StrEnum):
+    LOAD = "load"  # a new job: load every chunk
+    RESUME = "resume"  # an unfinished job of the same file: load the chunks not committed yet
+    ALREADY_LOADED = "already_loaded"  # this content was loaded by a completed job: nothing to do
+    IN_PROGRESS = "in_progress"  # another live run is loading this content: nothing to do here
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A file in storage, hashed and planned in one streaming pass."""
+
+    uri: str
+    name: str
+    size: int
+    sha256: str
+    chunk_size: int
+    chunks: tuple[ChunkSpec, ...]
+    total_lines: int
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a run must do for its file: which job, and which chunks are still to load."""
+
+    job_id: int
+    action: Action
+    uri: str
+    pending: tuple[ChunkSpec, ...] = ()
+    chunk_count: int = 0
+
+
+@dataclass
+class JobSummary:
+    """A job's state and counts, as stored."""
+
+    job_id: int
+    status: str
+    source_uri: str
+    file_name: str
+    size_bytes: int | None
+    sha256: str | None
+    chunk_count: int
+    chunks_done: int
+    total_lines: int
+    blank_lines: int
+    rows_loaded: int
+    rows_rejected: int
+    duration_s: float | None
+    peak_rss_bytes: int | None
+    error: str | None
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def rows_per_second(self) -> float | None:
+        if not self.duration_s:
+            return None
+        return self.rows_loaded / self.duration_s
+
+
+def _insert_job(conn: Connection, staged: StagedFile, flow_run_id: str | None) -> int:
+    result = conn.execute(
+        ingest_jobs.insert().values(
+            source_uri=staged.uri, file_name=staged.name, size_bytes=staged.size, sha256=staged.sha256,
+            status="running", chunk_size=staged.chunk_size, chunk_count=len(staged.chunks),
+            total_lines=staged.total_lines, flow_run_id=flow_run_id, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
+        )
+    )
+    job_id = int(result.inserted_primary_key[0])
+    _insert_chunks(conn, job_id, staged.chunks)
+    return job_id
+
+
+def _insert_chunks(conn: Connection, job_id: int, chunks: tuple[ChunkSpec, ...]) -> None:
+    if chunks:
+        conn.execute(
+            ingest_chunks.insert(),
+            [dict(job_id=job_id, chunk_no=c.index, start_offset=c.start, end_offset=c.end,
+                  first_line=c.first_line, line_count=c.line_count) for c in chunks],
+        )
+
+
+def _pending_chunks(conn: Connection, job_id: int) -> tuple[ChunkSpec, ...]:
+    rows = conn.execute(
+        sa.select(ingest_chunks).where(ingest_chunks.c.job_id == job_id, ingest_chunks.c.status != "done")
+        .order_by(ingest_chunks.c.chunk_no)
+    ).mappings()
+    return tuple(ChunkSpec(index=r["chunk_no"], start=r["start_offset"], end=r["end_offset"],
+                           first_line=r["first_line"], line_count=r["line_count"]) for r in rows)
+
+
+def _take_over(conn: Connection, job: sa.RowMapping, flow_run_id: str | None) -> bool:
+    """Claim an unfinished job for this run; False if another run took it first (optimistic lock)."""
+    result = conn.execute(
+        ingest_jobs.update().where(ingest_jobs.c.id == job["id"], ingest_jobs.c.runs == job["runs"])
+        .values(status="running", runs=job["runs"] + 1, heartbeat_at=utcnow(), flow_run_id=flow_run_id, error=None,
+                finished_at=None)
+    )
+    return result.rowcount == 1
+
+
+def _is_live(conn: Connection, job: sa.RowMapping, lease_seconds: int) -> bool:
+    """Whether another run holds the job: running, and heart-beating within the lease."""
+    if job["status"] != "running" or job["heartbeat_at"] is None:
+        return False
+    age = (utcnow() - job["heartbeat_at"].replace(tzinfo=None)).total_seconds()
+    return age < lease_seconds
+
+
+def _decide_for_existing(
+    conn: Connection, job: sa.RowMapping, flow_run_id: str | None, lease_seconds: int
+) -> Registration:
+    job_id = int(job["id"])
+    if job["status"] in DONE_STATUSES:
+        return Registration(job_id, Action.ALREADY_LOADED, job["source_uri"], (), job["chunk_count"] or 0)
+    if _is_live(conn, job, lease_seconds) or not _take_over(conn, job, flow_run_id):
+        return Registration(job_id, Action.IN_PROGRESS, job["source_uri"], (), job["chunk_count"] or 0)
+    return Registration(job_id, Action.RESUME, job["source_uri"], _pending_chunks(conn, job_id),
+                        job["chunk_count"] or 0)
+
+
+def _get_job(conn: Connection, job_id: int) -> sa.RowMapping | None:
+    return conn.execute(sa.select(ingest_jobs).where(ingest_jobs.c.id == job_id)).mappings().first()
+
+
+def register_job(
+    engine: Engine,
+    staged: StagedFile,
+    *,
+    force: bool = False,
+    job_id: int | None = None,
+    flow_run_id: str | None = None,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
+) -> Registration:
+    """Register (or find) the job for a staged file and say what this run must load.
+
+    ``job_id`` names a pre-registered job (e.g. by the webhook) or an unfinished job to resume.
+    ``force`` loads the content again as a new job even if a completed job already loaded it.
+    A run whose job is held by another live run (heartbeat younger than ``lease_seconds``) gets
+    ``IN_PROGRESS``; a failed job, or one whose run stopped heart-beating, is resumed.
+    """
+    if job_id is not None:
+        return _register_existing(engine, staged, job_id, force=force, flow_run_id=flow_run_id,
+                                  lease_seconds=lease_seconds)
+    for _attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                claim = conn.execute(
+                    sa.select(ingest_file_claims.c.job_id).where(ingest_file_claims.c.sha256 == staged.sha256)
+                ).scalar_one_or_none()
+                if claim is None:
+                    new_id = _insert_job(conn, staged, flow_run_id)
+                    conn.execute(ingest_file_claims.insert().values(sha256=staged.sha256, job_id=new_id))
+                    return Registration(new_id, Action.LOAD, staged.uri, staged.chunks, len(staged.chunks))
+                if force:
+                    new_id = _insert_job(conn, staged, flow_run_id)
+                    conn.execute(ingest_file_claims.update().where(ingest_file_claims.c.sha256 == staged.sha256)
+                                 .values(job_id=new_id, claimed_at=utcnow()))
+                    return Registration(new_id, Action.LOAD, staged.uri, staged.chunks, len(staged.chunks))
+                job = _get_job(conn, claim)
+                assert job is not None  # foreign key
+                return _decide_for_existing(conn, job, flow_run_id, lease_seconds)
+        except IntegrityError:
+            # Another run claimed this content between our read and our insert: decide again.
+            continue
+    raise JobError(f"could not register {staged.uri}: the claim on sha256 {staged.sha256[:12]} kept changing")
+
+
+def _register_existing(
+    engine: Engine, staged: StagedFile, job_id: int, *, force: bool, flow_run_id: str | None, lease_seconds: int
+) -> Registration:
+    with engine.begin() as conn:
+        job = _get_job(conn, job_id)
+        if job is None:
+            raise JobError(f"job {job_id} does not exist: omit job_id to register a new job")
+        if job["sha256"] not in (None, staged.sha256):
+            raise JobError(f"job {job_id} was registered for other content (sha256 {job['sha256'][:12]}, "
+                           f"this file is {staged.sha256[:12]}): omit job_id to register a new job")
+        has_chunks = conn.execute(
+            sa.select(sa.func.count()).select_from(ingest_chunks).where(ingest_chunks.c.job_id == job_id)
+        ).scalar_one()
+        if has_chunks:
+            if job["status"] in DONE_STATUSES and not force:
+                return Registration(job_id, Action.ALREADY_LOADED, job["source_uri"], (), job["chunk_count"] or 0)
+            return _decide_for_existing(conn, job, flow_run_id, lease_seconds)
+        # A pre-registered job (status pending, no chunks yet): this run plans and owns it, unless the
+        # same content is already claimed by another job.
+        claim = conn.execute(
+            sa.select(ingest_file_claims.c.job_id).where(ingest_file_claims.c.sha256 == staged.sha256)
+        ).scalar_one_or_none()
+        if claim is not None and claim != job_id and not force:
+            conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(
+                status="duplicate", sha256=staged.sha256, size_bytes=staged.size, finished_at=utcnow(),
+                error=f"same content as job {claim}"))
+            other = _get_job(conn, claim)
+            assert other is not None
+            return _decide_for_existing(conn, other, flow_run_id, lease_seconds)
+        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(
+            source_uri=staged.uri, file_name=staged.name, size_bytes=staged.size, sha256=staged.sha256,
+            status="running", chunk_size=staged.chunk_size, chunk_count=len(staged.chunks),
+            total_lines=staged.total_lines, flow_run_id=flow_run_id, started_at=utcnow(), heartbeat_at=utcnow(),
+            runs=1))
+        _insert_chunks(conn, job_id, staged.chunks)
+        if claim is None:
+            conn.execute(ingest_file_claims.insert().values(sha256=staged.sha256, job_id=job_id))
+        else:
+            conn.execute(ingest_file_claims.update().where(ingest_file_claims.c.sha256 == staged.sha256)
+                         .values(job_id=job_id, claimed_at=utcnow()))
+        return Registration(job_id, Action.LOAD, staged.uri, staged.chunks, len(staged.chunks))
+
+
+def create_pending_job(engine: Engine, source_uri: str, file_name: str) -> int:
+    """Pre-register a job (e.g. when an upload is accepted) so its id can be returned at once."""
+    with engine.begin() as conn:
+        result = conn.execute(ingest_jobs.insert().values(source_uri=source_uri, file_name=file_name,
+                                                          status="pending"))
+        return int(result.inserted_primary_key[0])
+
+
+def fail_job(engine: Engine, job_id: int, error: str) -> None:
+    """Mark a job failed with an error text (used when a run fails before finalizing)."""
+    with engine.begin() as conn:
+        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id)
+                     .values(status="failed", error=error[:4000], finished_at=utcnow()))
+
+
+def finalize_job(engine: Engine, job_id: int) -> JobSummary:
+    """Sum the committed chunks into the job row and set its final status."""
+    c = ingest_chunks.c
+    done = sa.case((c.status == "done", 1), else_=0)
+    with engine.begin() as conn:
+        agg = conn.execute(
+            sa.select(
+                sa.func.count().label("chunks"), sa.func.coalesce(sa.func.sum(done), 0).label("done"),
+                sa.func.coalesce(sa.func.sum(c.rows_loaded), 0).label("rows"),
+                sa.func.coalesce(sa.func.sum(c.rows_rejected), 0).label("rejects"),
+                sa.func.coalesce(sa.func.sum(c.blank_lines), 0).label("blank"),
+                sa.func.coalesce(sa.func.sum(c.line_count), 0).label("lines"),
+                sa.func.max(c.peak_rss_bytes).label("rss"),
+            ).where(c.job_id == job_id)
+        ).one()
+        failed_error = conn.execute(
+            sa.select(c.error).where(c.job_id == job_id, c.status != "done", c.error.is_not(None))
+            .order_by(c.chunk_no).limit(1)
+        ).scalar_one_or_none()
+        job = _get_job(conn, job_id)
+        if job is None:
+            raise JobError(f"job {job_id} does not exist")
+        if agg.done == agg.chunks:
+            status, error = ("completed_with_rejects" if agg.rejects else "completed"), None
+        else:
+            status = "failed"
+            error = f"{agg.chunks - agg.done} of {agg.chunks} chunks not loaded"
+            if failed_error:
+                error += f"; first error: {failed_error}"
+        now = utcnow()
+        started = job["started_at"]
+        duration = (now - started.replace(tzinfo=None)).total_seconds() if started is not None else None
+        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(
+            status=status, rows_loaded=agg.rows, rows_rejected=agg.rejects, blank_lines=agg.blank,
+            total_lines=agg.lines, peak_rss_bytes=agg.rss, finished_at=utcnow(), duration_s=duration, error=error))
+    return get_job(engine, job_id)
+
+
+def rejects_by_reason(conn: Connection, job_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(ingest_rejects.c.reason, sa.func.count()).where(ingest_rejects.c.job_id == job_id)
+        .group_by(ingest_rejects.c.reason).order_by(sa.func.count().desc())
+    )
+    return {reason: int(count) for reason, count in rows}
+
+
+def _summary(conn: Connection, job: sa.RowMapping) -> JobSummary:
+    done = conn.execute(
+        sa.select(sa.func.count()).where(ingest_chunks.c.job_id == job["id"], ingest_chunks.c.status == "done")
+    ).scalar_one()
+    return JobSummary(
+        job_id=int(job["id"]), status=job["status"], source_uri=job["source_uri"], file_name=job["file_name"],
+        size_bytes=job["size_bytes"], sha256=job["sha256"], chunk_count=job["chunk_count"] or 0,
+        chunks_done=int(done), total_lines=job["total_lines"] or 0, blank_lines=job["blank_lines"] or 0,
+        rows_loaded=job["rows_loaded"] or 0, rows_rejected=job["rows_rejected"] or 0,
+        duration_s=job["duration_s"], peak_rss_bytes=job["peak_rss_bytes"], error=job["error"],
+        rejects_by_reason=rejects_by_reason(conn, int(job["id"])),
+    )
+
+
+def get_job(engine: Engine, job_id: int) -> JobSummary:
+    """One job's summary; JobError if there is no such job."""
+    with engine.connect() as conn:
+        job = _get_job(conn, job_id)
+        if job is None:
+            raise JobError(f"job {job_id} does not exist")
+        return _summary(conn, job)
+
+
+def list_jobs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
+    """The most recent jobs, newest first, as plain dicts."""
+    j = ingest_jobs.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(j.id, j.file_name, j.status, j.rows_loaded, j.rows_rejected, j.total_lines, j.duration_s,
+                      j.created_at).order_by(j.id.desc()).limit(limit)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def job_chunks(engine: Engine, job_id: int) -> list[dict[str, Any]]:
+    """Per-chunk progress and measurements of a job."""
+    c = ingest_chunks.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(c.chunk_no, c.status, c.attempts, c.first_line, c.line_count, c.start_offset, c.end_offset,
+                      c.rows_loaded, c.rows_rejected, c.blank_lines, c.duration_s, c.peak_rss_bytes,
+                      c.cpu_seconds, c.error).where(c.job_id == job_id).order_by(c.chunk_no)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def list_rejects(
+    engine: Engine, job_id: int, *, offset: int = 0, limit: int = 100, reason: str | None = None
+) -> list[dict[str, Any]]:
+    """A page of a job's rejects in line order."""
+    r = ingest_rejects.c
+    query = sa.select(r.line_number, r.reason, r.raw_line, r.raw_length).where(r.job_id == job_id)
+    if reason:
+        query = query.where(r.reason == reason)
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(r.line_number).offset(offset).limit(limit)).mappings()
+        return [dict(row) for row in rows]

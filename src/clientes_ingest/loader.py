@@ -1,0 +1,211 @@
+"""Load one chunk: read its byte range, parse it block by block, bulk-write rows and rejects, and
+commit them together with the chunk's status in ONE transaction.
+
+A chunk that is already committed is skipped, so retries and reruns never duplicate; a failure rolls
+the whole chunk back, so nothing is half-loaded. The chunk row is locked (``SELECT ... FOR UPDATE``)
+while it loads, so two runs of the same chunk serialise and the second skips. Parsing runs one block
+ahead of the database write in a helper thread (bounded queue), overlapping CPU and IO.
+Requires: a ``Database`` whose schema exists and a ``Storage`` that holds the job's object.
+"""
+
+from __future__ import annotations
+
+import queue
+import resource
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from clientes_ingest import progress
+from clientes_ingest.chunks import ChunkSpec, LineBlock, LongLine, iter_line_blocks
+from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow, writer_for
+from clientes_ingest.records import VALID_SCHEMA, ParsedBlock, make_reject, parse_block
+from clientes_ingest.storage import Storage
+
+T = TypeVar("T")
+
+
+class ChunkIntegrityError(RuntimeError):
+    """The chunk's bytes no longer match its plan (the stored object changed after planning)."""
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    job_id: int
+    chunk_no: int
+    skipped: bool
+    lines: int
+    rows_loaded: int
+    rows_rejected: int
+    blank_lines: int
+    duration_s: float
+    peak_rss_bytes: int
+    cpu_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _Prefetch(Iterator[T]):
+    """Run an iterator in a helper thread, at most ``depth`` items ahead; re-raise its errors."""
+
+    _END = object()
+
+    def __init__(self, source: Iterable[T], depth: int = 2) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self.cpu_seconds = 0.0
+        self._thread = threading.Thread(target=self._run, args=(source,), daemon=True, name="chunk-parse")
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, source: Iterable[T]) -> None:
+        start = time.thread_time()
+        try:
+            for item in source:
+                if not self._put(item):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+        finally:
+            self.cpu_seconds = time.thread_time() - start
+
+    def __next__(self) -> T:
+        item = self._queue.get()
+        if item is self._END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def parse_chunk(
+    pieces: Iterable[bytes], chunk: ChunkSpec, *, block_size: int, max_line_bytes: int
+) -> Iterator[tuple[ParsedBlock, int]]:
+    """Parse a chunk's bytes into blocks of rows and rejects, with the bytes each block covered."""
+    for item in iter_line_blocks(pieces, chunk.first_line, block_size=block_size,
+                                 max_line_bytes=max_line_bytes, file_start=chunk.start == 0):
+        if isinstance(item, LineBlock):
+            yield parse_block(item.data, item.first_line, file_start=item.file_start), len(item.data)
+        else:
+            assert isinstance(item, LongLine)
+            reject = make_reject(item.line_number, "line_too_long", item.prefix, item.length)
+            yield ParsedBlock(valid=_EMPTY_VALID, rejects=reject, blank_lines=0, lines=1), item.bytes_covered
+
+
+_EMPTY_VALID = VALID_SCHEMA.empty_table()
+
+
+def lock_chunk(job_id: int, chunk_no: int) -> sa.Select[tuple[str]]:
+    """Read a chunk's status and lock its row until the transaction ends (FOR UPDATE; UPDLOCK on SQL Server)."""
+    c = ingest_chunks.c
+    return (sa.select(c.status).where(c.job_id == job_id, c.chunk_no == chunk_no).with_for_update()
+            .with_hint(ingest_chunks, "WITH (UPDLOCK, ROWLOCK)", "mssql"))
+
+
+def _start_attempt(engine: Engine, job_id: int, chunk_no: int) -> bool:
+    """Count an attempt and beat the job's heartbeat; False if the chunk is already committed."""
+    c = ingest_chunks.c
+    with engine.begin() as conn:
+        result = conn.execute(
+            ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk_no, c.status != "done")
+            .values(attempts=c.attempts + 1, status="running", started_at=utcnow(), error=None)
+        )
+        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(heartbeat_at=utcnow()))
+        return result.rowcount == 1
+
+
+def _record_failure(engine: Engine, job_id: int, chunk_no: int, error: str) -> None:
+    c = ingest_chunks.c
+    try:
+        with engine.begin() as conn:
+            conn.execute(ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk_no, c.status != "done")
+                         .values(status="failed", error=error[:4000], finished_at=utcnow()))
+    except Exception:  # noqa: S110 - best effort: the database may be the thing that failed
+        pass
+
+
+def _skipped(engine: Engine, job_id: int, chunk: ChunkSpec) -> ChunkResult:
+    c = ingest_chunks.c
+    with engine.connect() as conn:
+        query = sa.select(ingest_chunks).where(c.job_id == job_id, c.chunk_no == chunk.index)
+        row = conn.execute(query).mappings().one()
+    return ChunkResult(job_id, chunk.index, True, chunk.line_count, row["rows_loaded"] or 0, row["rows_rejected"] or 0,
+                       row["blank_lines"] or 0, 0.0, peak_rss_bytes(), 0.0)
+
+
+def load_chunk(
+    db: Database,
+    storage: Storage,
+    job_id: int,
+    uri: str,
+    chunk: ChunkSpec,
+    *,
+    block_size: int,
+    max_line_bytes: int,
+) -> ChunkResult:
+    """Load one chunk exactly once (see the module docstring); re-raises any failure after recording it."""
+    engine = db.engine
+    started, cpu_start = time.perf_counter(), time.thread_time()
+    if not _start_attempt(engine, job_id, chunk.index):
+        progress.emit("load", chunk.end - chunk.start)
+        return _skipped(engine, job_id, chunk)
+    writer = writer_for(db.dialect)
+    c = ingest_chunks.c
+    rows = rejects = blank = lines = 0
+    blocks: _Prefetch[tuple[ParsedBlock, int]] | None = None
+    try:
+        with engine.begin() as conn:
+            status = conn.execute(lock_chunk(job_id, chunk.index)).scalar_one()
+            if status == "done":  # another run committed it while we waited for the lock
+                progress.emit("load", chunk.end - chunk.start)
+                return _skipped(engine, job_id, chunk)
+            pieces = storage.iter_range(uri, chunk.start, chunk.end, block_size)
+            blocks = _Prefetch(parse_chunk(pieces, chunk, block_size=block_size, max_line_bytes=max_line_bytes))
+            for parsed, nbytes in blocks:
+                rows += writer.write_rows(conn, job_id, parsed.valid)
+                rejects += writer.write_rejects(conn, job_id, chunk.index, parsed.rejects)
+                blank += parsed.blank_lines
+                lines += parsed.lines
+                progress.emit("load", nbytes)
+            blocks.close()  # joins the parse thread, so its CPU time is final
+            if lines != chunk.line_count:
+                raise ChunkIntegrityError(
+                    f"chunk {chunk.index} of job {job_id} has {lines} lines, its plan says {chunk.line_count}: "
+                    f"{uri} changed after it was planned; load it again as a new job (force=True)")
+            duration = time.perf_counter() - started
+            cpu = time.thread_time() - cpu_start + blocks.cpu_seconds
+            rss = peak_rss_bytes()
+            conn.execute(ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk.index).values(
+                status="done", rows_loaded=rows, rows_rejected=rejects, blank_lines=blank, duration_s=duration,
+                peak_rss_bytes=rss, cpu_seconds=cpu, finished_at=utcnow(), error=None))
+    except BaseException as exc:
+        _record_failure(engine, job_id, chunk.index, db.error_text(exc))
+        raise
+    finally:
+        if blocks is not None:
+            blocks.close()
+    return ChunkResult(job_id, chunk.index, False, lines, rows, rejects, blank, duration, rss, cpu)

@@ -1,0 +1,96 @@
+"""Staging: put a source file in storage (or find it there) while hashing and planning its chunks,
+all in ONE streaming pass over the bytes. Also resolves dated source templates of scheduled runs.
+
+Requires: a ``Storage``; for ``s3://`` sources, a storage that owns the URI (``S3Storage``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from clientes_ingest import progress
+from clientes_ingest.chunks import ChunkPlanner
+from clientes_ingest.jobs import StagedFile
+from clientes_ingest.storage import Storage
+
+
+class SourceError(ValueError):
+    """The source cannot be read; the message names it and the cause."""
+
+
+TEMPLATE_FIELDS = ("MMYY", "YYYY", "MM", "DD", "YY", "YYYYMMDD")
+
+
+def resolve_source(source: str, when: dt.datetime | dt.date) -> str:
+    """Fill ``{MMYY}``-style placeholders from a date, e.g. ``CLIENTES_IN_{MMYY}.dat`` -> ``CLIENTES_IN_0425.dat``."""
+    if "{" not in source:
+        return source
+    values = {"MMYY": when.strftime("%m%y"), "YYYY": when.strftime("%Y"), "MM": when.strftime("%m"),
+              "DD": when.strftime("%d"), "YY": when.strftime("%y"), "YYYYMMDD": when.strftime("%Y%m%d")}
+    try:
+        return source.format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise SourceError(f"cannot resolve source template {source!r}: unknown placeholder {exc}; "
+                          f"use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}") from None
+
+
+def is_remote(source: str) -> bool:
+    """Whether the source is a URI of a remote store (``s3://``) rather than a local path."""
+    return urlparse(source).scheme not in ("", "file") and len(urlparse(source).scheme) > 1
+
+
+def local_path(source: str) -> Path:
+    """The filesystem path of a local source (plain path or ``file://`` URI)."""
+    parsed = urlparse(source)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    return Path(source).expanduser()
+
+
+def check_local_source(source: str) -> Path:
+    """Fail with a clear message unless ``source`` is a readable regular file."""
+    path = local_path(source)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SourceError(f"cannot read {path}: no such file") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SourceError(f"cannot read {path}: it is a directory, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError(f"cannot read {path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"cannot read {path}: permission denied")
+    return path
+
+
+def stage_source(source: str, storage: Storage, chunk_size: int) -> StagedFile:
+    """Store (local path) or scan in place (URI the storage owns) ``source``, planning its chunks."""
+    planner = ChunkPlanner(chunk_size)
+
+    def observe(block: bytes) -> None:
+        planner.feed(block)
+        progress.emit("stage", len(block))
+
+    if storage.owns(source):
+        if not storage.exists(source):
+            raise SourceError(f"cannot read {source}: no such object")
+        stored = storage.scan(source, observe)
+    elif is_remote(source):
+        raise SourceError(f"cannot read {source}: it is not in the configured storage ({storage!r}); "
+                          f"configure the storage of that bucket (CLIENTES_STORAGE=s3, CLIENTES_S3_BUCKET)")
+    else:
+        path = check_local_source(source)
+        try:
+            with path.open("rb") as handle:
+                stored = storage.store(handle, path.name, observe)
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    chunks = tuple(planner.finish())
+    return StagedFile(uri=stored.uri, name=stored.name, size=stored.size, sha256=stored.sha256,
+                      chunk_size=chunk_size, chunks=chunks, total_lines=planner.total_lines)
