@@ -395,7 +395,9 @@ def parse_block(data: bytes, first_line: int, *, file_start: bool = False) -> Pa
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
         if data.endswith(b"\r"):
-            data = data[:-1]
+            # The file's unterminated last line: terminate it instead of dropping the byte, so a last
+            # line holding just "\r" still counts as a (blank) line.
+            data = data[:-1] + b"\n"
 
     lines_bin = _split_lines(data)
     n_lines = len(lines_bin)

@@ -410,6 +410,18 @@ def test_blank_and_whitespace_only_lines_are_counted_apart() -> None:
     assert block.valid.column("line_number").to_pylist() == [4]
 
 
+@pytest.mark.parametrize("data", [b"\n\r", b"\r", b"\r\n\r"])
+def test_unterminated_last_line_of_only_cr_is_a_blank_line(data: bytes) -> None:
+    block = parse_block(data, 1)
+    assert block.lines == count_lines(data) == block.blank_lines
+
+
+def test_file_of_only_a_bom_is_one_blank_line() -> None:
+    block = parse_block(BOM, 1, file_start=True)
+    assert (block.lines, block.blank_lines) == (1, 1) == (count_lines(BOM), 1)
+    assert parse_line(BOM, file_start=True) is None
+
+
 def test_empty_block() -> None:
     block = parse_block(b"", 1)
     assert (block.lines, block.blank_lines, block.valid.num_rows, block.rejects.num_rows) == (0, 0, 0, 0)
