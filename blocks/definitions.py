@@ -9,7 +9,7 @@ start (``load_database_url``, ``load_s3_storage``) and pass the results down. Re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials, S3Bucket
@@ -58,14 +58,15 @@ def database_from_settings(settings: Settings) -> ClientesDatabase:
 
 def load_database_url(name: str = DB_BLOCK) -> str:
     """The database URL stored in the named ``ClientesDatabase`` block."""
-    return ClientesDatabase.load(name).url.get_secret_value()
+    block = cast(ClientesDatabase, ClientesDatabase.load(name))  # sync call: a block, not a coroutine
+    return block.url.get_secret_value()
 
 
 def load_s3_storage(name: str = S3_BLOCK) -> S3Storage:
     """An ``S3Storage`` for the named ``S3Bucket`` block (picklable: it keeps the credentials block)."""
     from clientes_ingest.s3 import S3Storage
 
-    return S3Storage.from_block(S3Bucket.load(name))
+    return S3Storage.from_block(cast(S3Bucket, S3Bucket.load(name)))
 
 
 __all__ = [

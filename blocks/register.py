@@ -10,7 +10,7 @@ names follow ``CLIENTES_DB_BLOCK`` / ``CLIENTES_S3_BLOCK`` when set.
 from __future__ import annotations
 
 import sys
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from prefect.blocks.core import Block
 from prefect.exceptions import ObjectNotFound
@@ -37,7 +37,7 @@ def register_blocks(settings: Settings) -> dict[str, str]:
     results: dict[str, str] = {}
     results[AWS_BLOCK] = upsert_block(aws_credentials_from_settings(settings), AWS_BLOCK)
     # Reference the saved credentials document, so rotating keys in clientes-aws reaches the bucket block.
-    credentials = AwsCredentials.load(AWS_BLOCK)
+    credentials = cast(AwsCredentials, AwsCredentials.load(AWS_BLOCK))
     s3_name = settings.s3_block or S3_BLOCK
     results[s3_name] = upsert_block(s3_bucket_from_settings(settings, credentials), s3_name)
     db_name = settings.db_block or DB_BLOCK
@@ -48,7 +48,7 @@ def register_blocks(settings: Settings) -> dict[str, str]:
 def upsert_block(block: Block, name: str) -> Outcome:
     """Save ``block`` as ``name`` unless a document with the same values (secrets included) exists."""
     try:
-        current = type(block).load(name)
+        current = cast(Block, type(block).load(name))  # sync call: a block, not a coroutine
     except (ValueError, ObjectNotFound) as exc:
         # Block.load reports a missing document (or block type) as ValueError("Unable to find ...").
         if "Unable to find" not in str(exc) and not isinstance(exc, ObjectNotFound):

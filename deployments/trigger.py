@@ -140,7 +140,7 @@ class InProcessLauncher:
 def _ingest_flow() -> Callable[..., Any]:
     from flows.ingest import ingest_clientes
 
-    return ingest_clientes  # type: ignore[no-any-return]
+    return ingest_clientes
 
 
 class TriggerMetrics:
