@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import re
 import shlex
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +115,64 @@ def check_command(argv: list[str]) -> str:
 SECRET_KEY = re.compile(r"^[A-Z0-9_]*(PASSWORD|SECRET|TOKEN|DB_URL|API_KEY)[A-Z0-9_]*$")
 
 
-def dockerfile_commands() -> tuple[Any, ...]:
-    """The Dockerfile's instructions, parsed by Docker's own (Go) parser."""
-    import dockerfile
+@dataclass(frozen=True)
+class DockerCommand:
+    """One instruction, shaped like `dockerfile.Command` (cmd, flags, value, json)."""
 
+    cmd: str
+    flags: tuple[str, ...]
+    value: tuple[str, ...]
+    json: bool
+
+
+def _parse_dockerfile_subset(text: str) -> tuple[DockerCommand, ...]:
+    """A small Dockerfile parser for the syntax this repository uses (no heredocs, default escape)."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue  # comments inside a continued instruction are dropped too, as Docker does
+        if line.endswith("\\"):
+            pending += raw.rstrip()[:-1]
+            continue
+        logical.append(pending + raw)
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    commands = []
+    for line in logical:
+        word, _, rest = line.strip().partition(" ")
+        cmd, rest = word.upper(), rest.strip()
+        flags: list[str] = []
+        if cmd in {"FROM", "COPY", "ADD", "RUN"}:
+            while rest.startswith("--"):
+                flag, _, rest = rest.partition(" ")
+                flags.append(flag)
+                rest = rest.strip()
+        if rest.startswith("[") and cmd in {"CMD", "ENTRYPOINT", "RUN", "COPY", "ADD", "SHELL", "VOLUME"}:
+            commands.append(DockerCommand(cmd, tuple(flags), tuple(json.loads(rest)), True))
+            continue
+        if cmd == "ENV":
+            tokens = shlex.split(rest)
+            if "=" in tokens[0]:
+                value = tuple(part for token in tokens for part in token.split("=", 1))
+            else:
+                value = (tokens[0], rest[len(tokens[0]) :].strip())
+        elif cmd in {"RUN", "CMD", "ENTRYPOINT", "WORKDIR", "USER", "ARG", "SHELL", "HEALTHCHECK"}:
+            value = (rest,)
+        else:
+            value = tuple(rest.split())
+        commands.append(DockerCommand(cmd, tuple(flags), value, False))
+    return tuple(commands)
+
+
+def dockerfile_commands() -> tuple[Any, ...]:
+    """The Dockerfile's instructions, parsed by Docker's own (Go) parser from the `dockerfile`
+    package when it is installed (dev extra), else by the subset parser above."""
+    try:
+        import dockerfile
+    except ImportError:
+        return _parse_dockerfile_subset((REPO / "Dockerfile").read_text(encoding="utf-8"))
     return tuple(dockerfile.parse_file(str(REPO / "Dockerfile")))
 
 

@@ -9,6 +9,7 @@ import fnmatch
 import re
 from typing import Any
 
+import pytest
 from deploy_support import REPO, dockerfile_commands, dockerfile_stages, final_stage_env, pyproject
 
 
@@ -62,6 +63,16 @@ def _ignored(path: str) -> bool:
         if any(_matches(candidate, pattern) for candidate in candidates):
             ignored = not negate
     return ignored
+
+
+def test_subset_parser_agrees_with_dockerfile_package() -> None:
+    # deploy_support falls back to its own parser without the `dockerfile` package (dev extra).
+    dockerfile = pytest.importorskip("dockerfile")
+    from deploy_support import _parse_dockerfile_subset
+
+    ours = _parse_dockerfile_subset((REPO / "Dockerfile").read_text(encoding="utf-8"))
+    theirs = dockerfile.parse_file(str(REPO / "Dockerfile"))
+    assert [(c.cmd, c.flags, c.value, c.json) for c in ours] == [(c.cmd, c.flags, c.value, c.json) for c in theirs]
 
 
 def test_parses_and_is_multi_stage() -> None:
