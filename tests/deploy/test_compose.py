@@ -133,6 +133,12 @@ def test_setup_creates_the_pool_and_deploys_the_local_deployment() -> None:
     ]
 
 
+def test_trigger_starts_runs_of_the_registered_deployment() -> None:
+    _, _, deploy = commands_of(SERVICES["setup"]["command"])
+    (registered,) = parse_prefect_cli(deploy)[1]["names"]
+    assert SERVICES["trigger"]["environment"]["CLIENTES_TRIGGER_DEPLOYMENT"] == registered
+
+
 def test_worker_serves_the_local_pool_and_its_healthcheck_port() -> None:
     worker = SERVICES["worker"]
     (argv,) = commands_of(worker["command"])

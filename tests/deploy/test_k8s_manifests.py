@@ -22,6 +22,8 @@ from deploy_support import (
     IMAGE_REPOSITORY,
     REPO,
     SCHEMAS,
+    check_command,
+    commands_of,
     final_workdir,
     load_yaml_docs,
     parse_prefect_cli,
@@ -332,8 +334,6 @@ def test_worker_command_is_a_valid_prefect_command() -> None:
 
 
 def test_deploy_job_registers_pool_blocks_and_k8s_deployment() -> None:
-    from deploy_support import check_command, commands_of
-
     (container,) = _pod_spec(_find("Job", "prefect-deploy"))["containers"]
     commands = commands_of(container["command"])
     resolved = [check_command(argv) for argv in commands]
@@ -344,6 +344,12 @@ def test_deploy_job_registers_pool_blocks_and_k8s_deployment() -> None:
     assert container["workingDir"] == final_workdir()
     _, deploy = parse_prefect_cli(commands[2])
     assert deploy["names"] == ["ingest-clientes/k8s"]
+
+
+def test_trigger_starts_runs_of_the_registered_deployment() -> None:
+    (container,) = _pod_spec(_find("Job", "prefect-deploy"))["containers"]
+    (registered,) = parse_prefect_cli(commands_of(container["command"])[2])[1]["names"]
+    assert _find("ConfigMap", "clientes-ingest-config")["data"]["CLIENTES_TRIGGER_DEPLOYMENT"] == registered
 
 
 def test_schema_job_applies_the_mssql_schema() -> None:
