@@ -42,7 +42,7 @@ MAX_BLOCK_BYTES = 2**31 - 1  # Arrow string offsets are int32; callers parse a f
 ESTADOS = ("Activo", "Inactivo")
 
 REASONS: dict[str, str] = {
-    "encoding": "the line is not valid UTF-8",
+    "encoding": "the line is not valid UTF-8 text, or holds a NUL byte (no target database stores NUL in text)",
     "field_count": "the line does not have exactly 7 fields separated by '|'",
     "empty_name": "nombre or apellido is empty after trimming whitespace",
     "nombre_completo_length": "nombre + ' ' + apellido is longer than 100 characters",
@@ -182,6 +182,8 @@ def parse_line(line: bytes, *, file_start: bool = False) -> ValidRow | Reject | 
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
+        return Reject("encoding", preview_raw(line), len(line))
+    if "\x00" in text:
         return Reject("encoding", preview_raw(line), len(line))
     if not text.strip(WHITESPACE):
         return None
@@ -412,6 +414,10 @@ def parse_block(data: bytes, first_line: int, *, file_start: bool = False) -> Pa
         stand_ins = [lines_bin[int(i)].as_py().decode("utf-8", "backslashreplace").encode() for i in bad]
         lines = pc.replace_with_mask(lines_bin, pa.array(codes != 0), pa.array(stand_ins, pa.binary()))
         lines = lines.cast(pa.string())
+    if b"\x00" in data:
+        # PostgreSQL cannot store NUL in text and SQL Server would keep it as junk: an encoding reject.
+        has_nul = _mask(pc.match_substring(lines, "\x00"))
+        codes[has_nul & (codes == 0)] = _CODE["encoding"]
 
     split = pc.split_pattern(lines, "|")
     n_fields = pc.list_value_length(split).to_numpy()
