@@ -16,13 +16,18 @@ MIB = 1024 * 1024
 FILE_MIB = 160  # 20 parts of 8 MiB
 
 CHILD = r"""
-import json, resource, sys, io, tracemalloc
+import json, sys, io, tracemalloc
 import psutil
 from clientes_ingest.s3 import S3Storage
 from clientes_ingest.settings import load_settings
 
 def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it would report the forked pytest.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 storage = S3Storage.from_settings(load_settings())
 storage.store(io.BytesIO(b"warm-up\n"), "warmup.dat")  # imports, client, connection pool
