@@ -1,0 +1,315 @@
+"""Start ingest runs: one small launcher shared by the webhook API and the SQS trigger.
+
+``launch_ingest(source, job_id=..., idempotency_key=...)`` creates a run of ``ingest-clientes``:
+
+* ``deployment`` mode (a Prefect API is configured, ``PREFECT_API_URL``): a flow run of the deployment
+  ``CLIENTES_DEPLOYMENT`` (default ``ingest-clientes/local``) is created through the API with the
+  idempotency key, so the same key always answers the same flow run; a worker executes it.
+* ``in-process`` mode (no Prefect server configured): the flow run is created through Prefect's
+  ephemeral API and executed here, on a bounded pool of ``CLIENTES_LAUNCH_WORKERS`` threads (default 1;
+  more runs queue). Keys are remembered in a bounded in-memory map and sent to Prefect as the flow run's
+  idempotency key.
+
+``CLIENTES_LAUNCH_MODE`` (``auto``, ``deployment``, ``in-process``) overrides the choice. Requires:
+prefect (imported lazily, so importing this module stays cheap), and for deployment mode the deployment
+applied from prefect.yaml and a worker of its pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger("clientes_ingest.launch")
+
+Mode = Literal["deployment", "in-process"]
+
+
+class LaunchConfig(BaseSettings):
+    """Launcher knobs; each field is the env var ``CLIENTES_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIENTES_", extra="ignore")
+
+    deployment: str = "ingest-clientes/local"
+    launch_mode: Literal["auto", "deployment", "in-process"] = "auto"
+    launch_workers: int = Field(default=1, ge=1, description="in-process runs executed at once")
+    launch_remember: int = Field(default=10_000, ge=1, description="idempotency keys kept in memory")
+
+
+class LaunchError(RuntimeError):
+    """A run could not be created; the message names the deployment or API and the cause."""
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """A started (or found) run. ``created`` is False when the idempotency key matched an earlier run."""
+
+    flow_run_id: str
+    created: bool
+    mode: Mode
+    job_id: int | None = None
+
+
+class RunLauncher(Protocol):
+    mode: Mode
+
+    def launch(
+        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None
+    ) -> LaunchResult:
+        """Start the ingest run for ``source`` (or return the run its idempotency key already names)."""
+
+    def find(self, idempotency_key: str) -> LaunchResult | None:
+        """The run an idempotency key already started, if this launcher knows one."""
+
+
+def flow_parameters(source: str, job_id: int | None, chunk_size: str | None) -> dict[str, Any]:
+    """The ingest flow's parameters; unset optional ones are left to the flow's defaults."""
+    parameters: dict[str, Any] = {"source": source}
+    if job_id is not None:
+        parameters["job_id"] = job_id
+    if chunk_size is not None:
+        parameters["chunk_size"] = chunk_size
+    return parameters
+
+
+def _job_id_of(parameters: dict[str, Any] | None) -> int | None:
+    value = (parameters or {}).get("job_id")
+    return int(value) if value is not None else None
+
+
+def _sync_client() -> Any:
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+class DeploymentLauncher:
+    """Creates flow runs of a deployment through the Prefect API (Scheduled, picked up by a worker)."""
+
+    mode: Mode = "deployment"
+
+    def __init__(self, deployment_name: str, client_factory: Callable[[], Any] | None = None,
+                 tags: tuple[str, ...] = ("clientes-ingest",)) -> None:
+        self.deployment_name = deployment_name
+        self.tags = tags
+        self._client_factory = client_factory or _sync_client
+        self._deployment_id: Any = None
+
+    def _deployment(self, client: Any) -> Any:
+        if self._deployment_id is None:
+            try:
+                self._deployment_id = client.read_deployment_by_name(self.deployment_name).id
+            except Exception as exc:
+                raise LaunchError(f"deployment {self.deployment_name} not found or Prefect API unreachable "
+                                  f"({type(exc).__name__}: {exc}); apply it with `prefect deploy --all`") from exc
+        return self._deployment_id
+
+    def launch(
+        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None
+    ) -> LaunchResult:
+        from prefect.client.schemas.actions import DeploymentFlowRunCreate
+        from prefect.client.schemas.objects import FlowRun
+        from prefect.states import Scheduled, to_state_create
+
+        payload = DeploymentFlowRunCreate(
+            parameters=flow_parameters(source, job_id, chunk_size),
+            state=to_state_create(Scheduled()),
+            tags=list(self.tags),
+            idempotency_key=idempotency_key,
+        ).model_dump(mode="json", exclude_unset=True)
+        with self._client_factory() as client:
+            deployment_id = self._deployment(client)
+            try:
+                # The raw request, because its status says whether the run was created (201) or an
+                # earlier request's run was found by the idempotency key (200); the client method hides it.
+                response = client.request("POST", "/deployments/{id}/create_flow_run",
+                                          path_params={"id": deployment_id}, json=payload)
+            except Exception as exc:
+                self._deployment_id = None  # the deployment may have been re-created: look it up again
+                raise LaunchError(f"cannot create a run of {self.deployment_name}: {type(exc).__name__}: {exc}") \
+                    from exc
+        run = FlowRun.model_validate(response.json())
+        return LaunchResult(str(run.id), response.status_code == 201, self.mode, _job_id_of(run.parameters))
+
+    def find(self, idempotency_key: str) -> LaunchResult | None:
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterId,
+            FlowRunFilter,
+            FlowRunFilterIdempotencyKey,
+        )
+
+        with self._client_factory() as client:
+            deployment_id = self._deployment(client)
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key])),
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+                limit=1,
+            )
+        if not runs:
+            return None
+        return LaunchResult(str(runs[0].id), False, self.mode, _job_id_of(runs[0].parameters))
+
+
+def _ingest_flow() -> Any:
+    from flows.ingest import ingest_clientes
+
+    return ingest_clientes
+
+
+class InProcessLauncher:
+    """Runs the ingest flow in this process on a bounded thread pool.
+
+    Each run is first created through the Prefect API (the ephemeral one when no server is configured),
+    so its id is known at once and shows in the UI; the pool then executes it. ``on_error(job_id, exc)``
+    is called when a run raises, e.g. to mark a pre-registered job failed if the flow could not.
+    """
+
+    mode: Mode = "in-process"
+
+    def __init__(
+        self,
+        *,
+        workers: int = 1,
+        remember: int = 10_000,
+        flow: Any | None = None,
+        client_factory: Callable[[], Any] | None = None,
+        on_error: Callable[[int | None, BaseException], None] | None = None,
+    ) -> None:
+        self._flow = flow
+        self._client_factory = client_factory or _sync_client
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-run")
+        self._remember = remember
+        self._keys: OrderedDict[str, LaunchResult] = OrderedDict()
+        self._futures: OrderedDict[str, Future[Any]] = OrderedDict()  # recent runs, for wait()
+        self._lock = threading.Lock()
+        self.on_error = on_error
+
+    def find(self, idempotency_key: str) -> LaunchResult | None:
+        with self._lock:
+            found = self._keys.get(idempotency_key)
+        return None if found is None else LaunchResult(found.flow_run_id, False, self.mode, found.job_id)
+
+    def launch(
+        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None
+    ) -> LaunchResult:
+        parameters = flow_parameters(source, job_id, chunk_size)
+        # One lock around look-up, creation and remembering: two requests with the same key cannot both start.
+        with self._lock:
+            if idempotency_key is not None and idempotency_key in self._keys:
+                found = self._keys[idempotency_key]
+                return LaunchResult(found.flow_run_id, False, self.mode, found.job_id)
+            flow = self._flow or _ingest_flow()
+            run, created = self._create_run(flow, parameters, idempotency_key)
+            result = LaunchResult(str(run.id), created, self.mode, _job_id_of(run.parameters) if not created
+                                  else job_id)
+            if idempotency_key is not None:
+                self._keys[idempotency_key] = result
+                while len(self._keys) > self._remember:
+                    self._keys.popitem(last=False)
+        if created:
+            future = self._executor.submit(self._execute, flow, run, parameters)
+            with self._lock:
+                self._futures[result.flow_run_id] = future
+                while len(self._futures) > self._remember:
+                    self._futures.popitem(last=False)
+        return result
+
+    def _create_run(self, flow: Any, parameters: dict[str, Any], key: str | None) -> tuple[Any, bool]:
+        from prefect.client.schemas.actions import FlowCreate, FlowRunCreate
+        from prefect.client.schemas.objects import Flow, FlowRun, FlowRunPolicy
+        from prefect.states import Pending, to_state_create
+
+        try:
+            with self._client_factory() as client:
+                flow_id = Flow.model_validate(
+                    client.request("POST", "/flows/", json=FlowCreate(name=flow.name).model_dump(mode="json")).json()
+                ).id
+                payload = FlowRunCreate(
+                    flow_id=flow_id, flow_version=flow.version, parameters=parameters,
+                    state=to_state_create(Pending()), tags=["clientes-ingest", "in-process"], idempotency_key=key,
+                    empirical_policy=FlowRunPolicy(retries=flow.retries,
+                                                   retry_delay=int(flow.retry_delay_seconds or 0)),
+                ).model_dump(mode="json", exclude_unset=True)
+                response = client.request("POST", "/flow_runs/", json=payload)
+        except Exception as exc:
+            raise LaunchError(f"cannot create an in-process run through the Prefect API: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        return FlowRun.model_validate(response.json()), response.status_code == 201
+
+    def _execute(self, flow: Any, run: Any, parameters: dict[str, Any]) -> Any:
+        from prefect.flow_engine import run_flow
+
+        try:
+            return run_flow(flow, flow_run=run, parameters=parameters)
+        except BaseException as exc:
+            logger.error("in-process run %s (job %s) failed: %s", run.id, parameters.get("job_id"), exc)
+            if self.on_error is not None:
+                try:
+                    self.on_error(parameters.get("job_id"), exc)
+                except Exception as hook_exc:  # the run's own error is the one worth reporting
+                    logger.error("run %s: on_error hook failed: %s", run.id, hook_exc)
+            raise
+
+    def wait(self, flow_run_id: str, timeout: float | None = None) -> Any:
+        """Block until an in-process run started here ends; its result (re-raises its error)."""
+        with self._lock:
+            future = self._futures.get(flow_run_id)
+        return None if future is None else future.result(timeout)
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Stop taking runs; queued runs are dropped (their jobs stay pending), running ones finish."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+
+
+def prefect_api_configured() -> bool:
+    """Whether a Prefect server is configured (``PREFECT_API_URL``), as opposed to ephemeral mode."""
+    from prefect.settings import get_current_settings
+
+    return bool(get_current_settings().api.url)
+
+
+def build_launcher(config: LaunchConfig | None = None,
+                   on_error: Callable[[int | None, BaseException], None] | None = None) -> RunLauncher:
+    """The launcher the configuration asks for (``auto``: deployment when a Prefect API is configured)."""
+    config = config or LaunchConfig()
+    mode = config.launch_mode
+    if mode == "auto":
+        mode = "deployment" if prefect_api_configured() else "in-process"
+    if mode == "deployment":
+        logger.info("runs are created from deployment %s", config.deployment)
+        return DeploymentLauncher(config.deployment)
+    logger.info("no Prefect API configured: runs execute in this process (%d at a time)", config.launch_workers)
+    return InProcessLauncher(workers=config.launch_workers, remember=config.launch_remember, on_error=on_error)
+
+
+_LAUNCHERS: dict[tuple[str, str], RunLauncher] = {}
+_LAUNCHERS_LOCK = threading.Lock()
+
+
+def launch_ingest(
+    source: str,
+    *,
+    job_id: int | None,
+    idempotency_key: str | None,
+    deployment: str | None = None,
+    chunk_size: str | None = None,
+) -> LaunchResult:
+    """Start an ingest run with the process-wide launcher for ``deployment`` (``CLIENTES_DEPLOYMENT``)."""
+    config = LaunchConfig()
+    if deployment is not None:
+        config = config.model_copy(update={"deployment": deployment})
+    key = (config.launch_mode, config.deployment)
+    with _LAUNCHERS_LOCK:
+        launcher = _LAUNCHERS.get(key)
+        if launcher is None:
+            launcher = _LAUNCHERS[key] = build_launcher(config)
+    return launcher.launch(source, job_id=job_id, idempotency_key=idempotency_key, chunk_size=chunk_size)
