@@ -42,6 +42,13 @@ def _database(args: argparse.Namespace) -> Any:
     return db
 
 
+def _console() -> Any:
+    from rich.console import Console
+
+    # Piped output (logs, CI, tests) gets wide tables instead of rich's 80-column default.
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
 # ------------------------------------------------------------------------------------------ generate
 
 
@@ -135,7 +142,6 @@ def _run_flow(args: argparse.Namespace, db: Any) -> dict[str, Any]:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from clientes_ingest.jobs import JobSummary
@@ -146,7 +152,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table = Table(title=f"clientes-ingest job {job.job_id}", show_header=False)
     for label, value in summary_rows(job):
         table.add_row(label, value)
-    console = Console()
+    console = _console()
     console.print(table)
     if job.rejects_by_reason:
         rejects = Table(title="Rejects by reason")
@@ -161,13 +167,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from clientes_ingest.jobs import JobError, get_job, job_chunks, list_jobs, list_rejects
 
     db = _database(args)
-    console = Console()
+    console = _console()
     if args.job_id is None:
         if args.json:
             print(json.dumps(list_jobs(db.engine, args.limit), default=str, indent=2))
