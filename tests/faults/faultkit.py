@@ -1,0 +1,355 @@
+"""Tools of the fault tests: a TCP proxy that can cut a service off, the ``clientes-ingest`` command
+run as a real child process (always killed on exit), polling helpers and direct reads of the
+pipeline's tables on PostgreSQL.
+
+Requires: PostgreSQL on 127.0.0.1:5432 (trust auth) and the installed package (console modules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+T = TypeVar("T")
+
+PG_ADMIN_URL = os.environ.get("CLIENTES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float, interval: float = 0.02, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The tables a clean single run of ``path`` produces (without job ids)."""
+
+    path: Path
+    rows: list[tuple[Any, ...]]
+    rejects: list[tuple[Any, ...]]
+
+    def rows_between(self, first: int, last: int) -> list[tuple[Any, ...]]:
+        return [r for r in self.rows if first <= r[0] <= last]
+
+    def rejects_between(self, first: int, last: int) -> list[tuple[Any, ...]]:
+        return [r for r in self.rejects if first <= r[0] <= last]
+
+
+# ------------------------------------------------------------------------------------------ proxy
+
+
+def _hard_close(sock: socket.socket) -> None:
+    # SO_LINGER 0: close with a RST, as a dropped network path or a crashed peer looks to the client.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+class TcpProxy:
+    """A TCP relay on 127.0.0.1 in front of ``upstream``; ``cut()`` makes the service unreachable
+    (open connections are reset, new ones refused), ``restore()`` brings it back on the same port.
+
+    ``respond(raw)`` keeps accepting but answers every connection with ``raw`` (e.g. an HTTP error)
+    instead of relaying it. ``accepted`` counts connections accepted while relaying.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self._canned: bytes | None = None
+        self._closed = False
+        self.restore()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        """Relay again (listening on the same port)."""
+        with self._lock:
+            self._canned = None
+            if self._listener is not None:
+                return
+            listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(64)
+            self._listener = listener
+        threading.Thread(target=self._accept_loop, args=(listener,), daemon=True, name="proxy-accept").start()
+
+    def cut(self) -> None:
+        """Refuse new connections and reset every open one."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+            conns, self._conns = self._conns, set()
+        if listener is not None:
+            _hard_close(listener)
+        for conn in conns:
+            _hard_close(conn)
+
+    def respond(self, raw: bytes) -> None:
+        """Answer every new connection with ``raw`` and close it; open connections are reset."""
+        self.restore()
+        with self._lock:
+            self._canned = raw
+            conns, self._conns = self._conns, set()
+        for conn in conns:
+            _hard_close(conn)
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed by cut()
+            with self._lock:
+                canned = self._canned
+            if canned is not None:
+                threading.Thread(target=self._answer, args=(client, canned), daemon=True).start()
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                _hard_close(client)
+                continue
+            with self._lock:
+                if self._listener is not listener:  # cut while we were connecting
+                    _hard_close(client)
+                    _hard_close(server)
+                    return
+                self._conns.update((client, server))
+                self.accepted += 1
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True, name="proxy-pump").start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(src)
+                self._conns.discard(dst)
+            _hard_close(src)
+            _hard_close(dst)
+
+    @staticmethod
+    def _answer(client: socket.socket, canned: bytes) -> None:
+        try:
+            client.settimeout(5)
+            buffer = b""
+            while b"\r\n\r\n" not in buffer:  # the request head; a ranged GET has no body
+                data = client.recv(65536)
+                if not data:
+                    break
+                buffer += data
+            client.sendall(canned)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+            client.close()
+
+
+def http_error(status: int, code: str, message: str) -> bytes:
+    """A complete S3-style XML error response."""
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<RequestId>fault-test</RequestId></Error>").encode()
+    reason = {403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n").encode()
+    return head + body
+
+
+# ------------------------------------------------------------------------------------- processes
+
+
+class Child:
+    """A child process in its own process group, output to files; killed (group-wide) on exit."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], log_dir: Path, name: str) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.stdout_path = log_dir / f"{name}.out"
+        self.stderr_path = log_dir / f"{name}.err"
+        self._out = self.stdout_path.open("wb")
+        self._err = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(list(args), env=env, stdout=self._out, stderr=self._err,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (the run and anything it started)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.proc.wait(timeout=10)
+            raise AssertionError(f"{self.name} did not finish within {timeout}s\n{self.output()}") from None
+
+    def stdout(self) -> str:
+        self._out.flush()
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        self._err.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def output(self) -> str:
+        return f"--- {self.name} stdout\n{self.stdout()[-4000:]}\n--- {self.name} stderr\n{self.stderr()[-4000:]}"
+
+    def close(self) -> None:
+        if self.alive():
+            self.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+        self._out.close()
+        self._err.close()
+
+
+@contextlib.contextmanager
+def children() -> Iterator[list[Child]]:
+    """Collects children started in the block and kills every one still running when it ends."""
+    started: list[Child] = []
+    try:
+        yield started
+    finally:
+        for child in started:
+            child.close()
+
+
+def cli_args(*args: str) -> list[str]:
+    """The ``clientes-ingest`` command with this interpreter (no dependency on PATH)."""
+    return [sys.executable, "-m", "clientes_ingest.cli", *args]
+
+
+# -------------------------------------------------------------------------------------- postgres
+
+
+@contextlib.contextmanager
+def private_databases() -> Iterator[Callable[[], str]]:
+    """A factory of fresh, empty PostgreSQL databases; all are dropped when the block ends."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    names: list[str] = []
+
+    def create() -> str:
+        name = f"clientes_fault_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    try:
+        yield create
+    finally:
+        from clientes_ingest.db import Database
+
+        for name in names:
+            Database(sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)).dispose()
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def via_port(url: str, port: int) -> str:
+    """The same database URL, reached through another port (a proxy)."""
+    return sa.engine.make_url(url).set(port=port).render_as_string(hide_password=False)
+
+
+def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """One read on a short-lived connection of its own (never the pipeline's pool)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql), params)]
+    except sa.exc.ProgrammingError:
+        return []  # tables not created yet by the run
+    finally:
+        engine.dispose()
+
+
+def chunk_states(url: str) -> dict[str, int]:
+    """Number of chunks per status, over every job."""
+    return {status: int(n) for status, n in query(url, "SELECT status, count(*) FROM ingest_chunks GROUP BY status")}
+
+
+def copying_backends(url: str) -> list[int]:
+    """PIDs of this database's backends inside a transaction whose latest statement is a COPY (a chunk
+    in the middle of its bulk load)."""
+    dbname = sa.engine.make_url(url).database
+    return [int(r[0]) for r in query(
+        url,
+        "SELECT pid FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() "
+        "AND xact_start IS NOT NULL AND query ILIKE 'COPY %'",
+        db=dbname,
+    )]
+
+
+def jobs_table(url: str) -> list[tuple[Any, ...]]:
+    return query(url, "SELECT id, status, rows_loaded, rows_rejected, error FROM ingest_jobs ORDER BY id")
+
+
+def chunk_attempts(url: str, job_id: int) -> dict[int, tuple[str, int]]:
+    rows = query(url, "SELECT chunk_no, status, attempts FROM ingest_chunks WHERE job_id = :j ORDER BY chunk_no",
+                 j=job_id)
+    return {int(n): (str(s), int(a)) for n, s, a in rows}

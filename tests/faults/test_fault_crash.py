@@ -1,0 +1,101 @@
+"""Fault 1: the flow-run process is killed with SIGKILL in the middle of a chunk's bulk load. The job is
+left 'running'; a rerun inside the lease changes nothing, a rerun after the lease resumes the job and
+loads only the chunks not committed: the final tables equal a clean single run, with no duplicate and
+no gap. Real child processes, the real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from faultkit import (
+    Child,
+    Reference,
+    children,
+    chunk_attempts,
+    chunk_states,
+    cli_args,
+    copying_backends,
+    jobs_table,
+    query,
+    wait_until,
+)
+from support.loading import rejects, rows
+
+from clientes_ingest import jobs
+from clientes_ingest.db import Database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.system]
+
+
+def test_lease_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(jobs.LEASE_ENV, raising=False)
+    assert jobs.lease_seconds_from_env() == jobs.DEFAULT_LEASE_SECONDS
+    monkeypatch.setenv(jobs.LEASE_ENV, "2.5")
+    assert jobs.lease_seconds_from_env() == 2.5
+    for bad in ("0", "-3", "soon"):
+        monkeypatch.setenv(jobs.LEASE_ENV, bad)
+        with pytest.raises(jobs.JobError, match="CLIENTES_JOB_LEASE_SECONDS"):
+            jobs.lease_seconds_from_env()
+
+
+@pytest.mark.timeout(240)
+def test_sigkill_mid_chunk_then_rerun_loads_exactly_once(
+    reference: Reference, new_pg: Callable[[], str], child_env: dict[str, str], tmp_path: Path
+) -> None:
+    url = new_pg()
+    source = str(reference.path)
+    with children() as started:
+        first = Child(cli_args("run", source, "--db", url, "--quiet"), child_env, tmp_path, "first")
+        started.append(first)
+
+        def mid_chunk() -> bool:
+            # Some chunks committed, and a chunk's transaction has already copied rows: kill now.
+            return chunk_states(url).get("done", 0) >= 2 and bool(copying_backends(url)) and first.alive()
+
+        wait_until(mid_chunk, timeout=120, what="a chunk in the middle of its bulk load")
+        first.kill(signal.SIGKILL)
+        assert first.wait(timeout=30) == -signal.SIGKILL
+
+        # What the dead run left: a 'running' job, committed chunks complete, the killed chunk absent.
+        ((job_id, status, *_),) = jobs_table(url)
+        assert status == "running"
+        db = Database(url)
+        done = query(url, "SELECT first_line, line_count FROM ingest_chunks WHERE job_id = :j AND status = 'done'",
+                     j=job_id)
+        assert 2 <= len(done) < len(chunk_attempts(url, job_id))
+        assert "running" in {s for s, _ in chunk_attempts(url, job_id).values()}
+        expected_rows = sorted(r for f, n in done for r in reference.rows_between(f, f + n - 1))
+        expected_rejects = sorted(r for f, n in done for r in reference.rejects_between(f, f + n - 1))
+        assert rows(db) == expected_rows and rejects(db) == expected_rejects
+        before = chunk_attempts(url, job_id)
+
+        # Inside the lease the dead run still looks alive: a rerun must not load anything.
+        early = Child(cli_args("run", source, "--db", url, "--quiet"), child_env, tmp_path, "early")
+        started.append(early)
+        early.wait(timeout=120)  # its exit code is a CLI policy (see test_fault_concurrent.py)
+        assert "is loading this file in another run; nothing to do" in early.stdout(), early.output()
+        assert chunk_attempts(url, job_id) == before
+
+        # After the lease, the job is taken over and only its missing chunks load.
+        lease_env = {**child_env, jobs.LEASE_ENV: "0.5"}
+        wait_until(lambda: query(url, "SELECT now() AT TIME ZONE 'UTC' - heartbeat_at > interval '1 second' "
+                                      "FROM ingest_jobs WHERE id = :j", j=job_id)[0][0],
+                   timeout=10, what="the dead run's heartbeat to age past the lease")
+        second = Child(cli_args("run", source, "--db", url, "--quiet"), lease_env, tmp_path, "second")
+        started.append(second)
+        assert second.wait(timeout=120) == 0, second.output()
+
+    after = chunk_attempts(url, job_id)
+    for chunk_no, (state, attempts) in before.items():
+        assert after[chunk_no][0] == "done"
+        # Committed chunks were not loaded again; the killed and unstarted ones were loaded once more.
+        assert after[chunk_no][1] == (attempts if state == "done" else attempts + 1), chunk_no
+    assert rows(db) == reference.rows
+    assert rejects(db) == reference.rejects
+    ((_, status, loaded, rejected, error),) = jobs_table(url)
+    assert (status, loaded, rejected, error) == ("completed_with_rejects", len(reference.rows),
+                                                 len(reference.rejects), None)
