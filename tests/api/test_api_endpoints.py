@@ -1,0 +1,398 @@
+"""The webhook API through FastAPI's TestClient: auth, limits, errors, uploads, jobs, rejects, probes.
+
+Runs that are not the point of a test go to a recording launcher (dependency injection); the tests that
+check what an upload loads run the real flow in-process under the Prefect test harness. SQLite DB and
+local storage under tmp_path; S3 through the session's moto server.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from support.loading import load_file, rejects, rows
+
+from clientes_ingest.chunks import plan_chunks
+from clientes_ingest.db import Database
+from clientes_ingest.generator import generate
+from deployments.api import ApiConfig, create_app
+from deployments.launch import InProcessLauncher, LaunchResult
+
+TOKEN = "api-token-7d1f0c5e"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class RecordingLauncher:
+    """Remembers launches instead of running them (for tests about the API, not the flow)."""
+
+    mode = "in-process"
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.keys: dict[str, LaunchResult] = {}
+
+    def launch(self, source: str, *, job_id: int | None, idempotency_key: str | None,
+               chunk_size: str | None = None) -> LaunchResult:
+        self.calls.append({"source": source, "job_id": job_id, "key": idempotency_key, "chunk_size": chunk_size})
+        result = LaunchResult(str(uuid.uuid4()), True, "in-process", job_id)
+        if idempotency_key:
+            self.keys[idempotency_key] = result
+        return result
+
+    def find(self, idempotency_key: str) -> LaunchResult | None:
+        found = self.keys.get(idempotency_key)
+        return None if found is None else LaunchResult(found.flow_run_id, False, found.mode, found.job_id)
+
+
+@pytest.fixture
+def api_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """Environment shared by the API and in-process flow runs: SQLite, local storage, small chunks."""
+    env = {
+        "CLIENTES_DB_URL": f"sqlite:///{tmp_path / 'api.db'}",
+        "CLIENTES_STORAGE": "local",
+        "CLIENTES_STORAGE_ROOT": str(tmp_path / "store"),
+        "CLIENTES_API_TOKEN": TOKEN,
+        "CLIENTES_CHUNK_SIZE": "40KB",
+        "CLIENTES_BLOCK_SIZE": "16KB",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return {**env, "root": tmp_path / "store", "db": Database(env["CLIENTES_DB_URL"])}
+
+
+@pytest.fixture
+def recorder() -> RecordingLauncher:
+    return RecordingLauncher()
+
+
+@pytest.fixture
+def client(api_env: dict[str, Any], recorder: RecordingLauncher) -> Iterator[TestClient]:
+    with TestClient(create_app(launcher=recorder)) as test_client:
+        yield test_client
+
+
+def multipart(filename: str, data: bytes) -> dict[str, Any]:
+    return {"file": (filename, data, "application/octet-stream")}
+
+
+def stored_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def clients_file(tmp_path: Path, lines: int = 2000, seed: int = 5) -> Path:
+    path = tmp_path / "CLIENTES_IN_0425.dat"
+    generate(path, lines=lines, seed=seed)
+    return path
+
+
+# ------------------------------------------------------------------------------------------- auth
+
+
+def test_mutating_endpoints_reject_a_missing_or_wrong_token(client: TestClient, recorder: RecordingLauncher) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"},
+                    {"Authorization": f"Bearer {TOKEN}x"}):
+        upload = client.post("/process", files=multipart("a.dat", b"x\n"), headers=headers)
+        run = client.post("/runs", json={"source": "s3://clientes-ingest/incoming/a.dat"}, headers=headers)
+        for response in (upload, run):
+            assert response.status_code == 401, headers
+            assert response.json()["error"] == "missing or invalid bearer token"
+            assert response.headers["www-authenticate"] == "Bearer"
+    assert recorder.calls == []
+    assert client.post("/process", files=multipart("a.dat", b"x\n"), headers=AUTH).status_code == 202
+
+
+def test_without_a_configured_token_mutating_endpoints_answer_503(
+    api_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, recorder: RecordingLauncher
+) -> None:
+    monkeypatch.delenv("CLIENTES_API_TOKEN")
+    with TestClient(create_app(launcher=recorder)) as client:
+        for headers in ({}, AUTH, {"Authorization": "Bearer "}):
+            response = client.post("/process", files=multipart("a.dat", b"x\n"), headers=headers)
+            assert response.status_code == 503
+            assert response.json() == {"error": "the API token is not configured",
+                                       "detail": "set CLIENTES_API_TOKEN on the API to enable this endpoint"}
+            assert client.post("/runs", json={"source": "s3://b/k"}, headers=headers).status_code == 503
+        assert client.get("/health").status_code == 200
+    assert recorder.calls == [] and stored_files(api_env["root"]) == []
+
+
+# -------------------------------------------------------------------------------- limits and types
+
+
+def test_a_body_that_is_not_multipart_is_415(client: TestClient) -> None:
+    for kwargs in ({"json": {"file": "x"}}, {"content": b"a|b\n", "headers": {"Content-Type": "text/plain"}},
+                   {"content": b"--x\r\n", "headers": {"Content-Type": "multipart/form-data"}}):  # no boundary
+        headers = {**AUTH, **kwargs.pop("headers", {})}
+        response = client.post("/process", headers=headers, **kwargs)
+        assert response.status_code == 415
+        assert response.json()["error"] == "expected a multipart/form-data upload"
+
+
+def test_content_length_over_the_limit_is_413_before_anything_is_stored(
+    api_env: dict[str, Any], recorder: RecordingLauncher
+) -> None:
+    pulled: list[int] = []
+
+    def body() -> Iterator[bytes]:
+        for _ in range(10):
+            pulled.append(1)
+            yield b"x" * 100_000
+
+    with TestClient(create_app(config=ApiConfig(max_upload_bytes=200_000), launcher=recorder)) as client:
+        headers = {**AUTH, "Content-Type": "multipart/form-data; boundary=b", "Content-Length": "1000000"}
+        response = client.post("/process", content=body(), headers=headers)
+        assert response.status_code == 413
+        assert response.json()["error"] == "upload larger than the limit of 200000 bytes"
+        assert client.get("/jobs/1").status_code == 404
+    assert len(pulled) <= 1  # the app never asked for the body (the test client may prime one piece)
+    assert stored_files(api_env["root"]) == [] and recorder.calls == []
+
+
+def test_a_streamed_upload_over_the_limit_is_413_and_its_partial_file_is_deleted(
+    api_env: dict[str, Any], recorder: RecordingLauncher
+) -> None:
+    boundary = "limit-boundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.dat\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+
+    def body() -> Iterator[bytes]:  # no Content-Length: sent chunked, the limit must hold while streaming
+        yield head
+        for _ in range(40):
+            yield b"Ana|Paz|12345678|Activo|1/2/2020|true|false\n" * 1000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with TestClient(create_app(config=ApiConfig(max_upload_bytes=500_000), launcher=recorder)) as client:
+        response = client.post("/process", content=body(),
+                               headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert response.status_code == 413
+        assert client.get("/jobs/1").status_code == 404
+        metrics = client.get("/metrics").text
+    assert stored_files(api_env["root"]) == []  # the temporary file of the partial upload is gone
+    assert recorder.calls == []
+    assert 'clientes_api_errors_total{endpoint="/process",status="413"} 1.0' in metrics
+
+
+def test_malformed_uploads_get_clear_4xx(client: TestClient, api_env: dict[str, Any]) -> None:
+    no_file = client.post("/process", data={"other": "x"}, files={"notfile": ("a.dat", b"x\n")}, headers=AUTH)
+    assert no_file.status_code == 422 and no_file.json()["error"] == "no file in the upload"
+    truncated = client.post("/process", content=b'--b\r\nContent-Disposition: form-data; name="file"; '
+                            b'filename="a.dat"\r\n\r\nAna|Paz\n', headers={**AUTH, "Content-Type": "multipart/"
+                                                                            "form-data; boundary=b"})
+    assert truncated.status_code == 400 and "ended early" in truncated.json()["error"]
+    empty = client.post("/process", files=multipart("a.dat", b""), headers=AUTH)
+    assert empty.status_code == 422 and empty.json()["error"] == "a.dat is empty"
+    braces = client.post("/process", files=multipart("CLIENTES_IN_{MMYY}.dat", b"x\n"), headers=AUTH)
+    assert braces.status_code == 422 and "invalid file name" in braces.json()["error"]
+
+
+# ------------------------------------------------------------------------------------ path traversal
+
+
+@pytest.mark.parametrize("name", ["../../evil.dat", "/etc/cron.d/evil.dat", "..\\..\\evil.dat",
+                                  "incoming/../../../evil.dat"])
+def test_a_filename_with_a_path_never_escapes_local_storage(
+    client: TestClient, api_env: dict[str, Any], recorder: RecordingLauncher, tmp_path: Path, name: str
+) -> None:
+    response = client.post("/process", files=multipart(name, b"Ana|Paz|12345678|Activo|1/2/2020|true|false\n"),
+                           headers=AUTH)
+    assert response.status_code == 202, response.text
+    assert response.json()["fileName"] == "evil.dat"
+    (stored,) = stored_files(api_env["root"])
+    assert stored.name == "evil.dat" and stored.resolve().is_relative_to(api_env["root"].resolve())
+    assert recorder.calls[0]["source"] == stored.resolve().as_uri()
+    assert not any(p.name == "evil.dat" for p in tmp_path.rglob("*") if p != stored)
+
+
+@pytest.mark.parametrize("name", ["..", "../", "/", "."])
+def test_a_filename_that_is_only_a_path_is_refused(client: TestClient, api_env: dict[str, Any], name: str) -> None:
+    response = client.post("/process", files=multipart(name, b"x\n"), headers=AUTH)
+    assert response.status_code == 422 and "invalid file name" in response.json()["error"]
+    assert stored_files(api_env["root"]) == []
+
+
+def test_a_filename_with_a_path_never_escapes_the_s3_prefix(
+    api_env: dict[str, Any], aws_bucket: str, aws_s3_client: Any, monkeypatch: pytest.MonkeyPatch,
+    recorder: RecordingLauncher
+) -> None:
+    monkeypatch.setenv("CLIENTES_STORAGE", "s3")
+    monkeypatch.setenv("CLIENTES_S3_PREFIX", "uploads/")
+    with TestClient(create_app(launcher=recorder)) as client:
+        for name in ("../../evil.dat", "/abs/evil2.dat", "uploads/../../evil3.dat"):
+            response = client.post("/process", files=multipart(name, b"Ana|Paz|1|Activo|1/2/2020|true|false\n"),
+                                   headers=AUTH)
+            assert response.status_code == 202, response.text
+    keys = sorted(o["Key"] for o in aws_s3_client.list_objects_v2(Bucket=aws_bucket)["Contents"])
+    assert keys == ["uploads/evil.dat", "uploads/evil2.dat", "uploads/evil3.dat"]
+    assert [c["source"] for c in recorder.calls] == [f"s3://{aws_bucket}/{k}" for k in keys]
+
+
+# ------------------------------------------------------------------------------------------- jobs
+
+
+def test_unknown_jobs_are_404_and_bad_ids_422(client: TestClient) -> None:
+    for path in ("/jobs/999", "/jobs/999/rejects", "/jobs/999/rejects?format=csv"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.json()["error"] == "job 999 does not exist"
+    bad = client.get("/jobs/abc")
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid request"
+    assert bad.json()["detail"][0]["loc"] == ["path", "job_id"]
+
+
+def test_rejects_come_in_pages_and_as_a_streamed_csv(client: TestClient, api_env: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    db = api_env["db"]
+    registration = load_file(db, clients_file(tmp_path, lines=3000), tmp_path / "direct")
+    job_id = registration.job_id
+    expected = rejects(db, job_id)
+    assert len(expected) > 300
+
+    got: list[tuple[Any, ...]] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = client.get(f"/jobs/{job_id}/rejects", params={"offset": offset, "limit": 250}).json()
+        assert page["total"] == len(expected) and len(page["items"]) <= 250
+        got += [(i["lineNumber"], i["reason"], i["rawLine"], i["rawLength"]) for i in page["items"]]
+        offset = page["nextOffset"]
+    assert got == expected
+
+    reason = expected[0][1]
+    only = client.get(f"/jobs/{job_id}/rejects", params={"reason": reason, "limit": 1000}).json()
+    assert only["total"] == len(only["items"]) == sum(1 for r in expected if r[1] == reason)
+    assert client.get(f"/jobs/{job_id}/rejects", params={"limit": 1001}).status_code == 422
+
+    download = client.get(f"/jobs/{job_id}/rejects", params={"format": "csv"})
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/csv")
+    assert download.headers["content-disposition"] == f'attachment; filename="job-{job_id}-rejects.csv"'
+    table = list(csv.reader(io.StringIO(download.text)))
+    assert table[0] == ["line_number", "reason", "raw_line", "raw_length"]
+    assert [(int(a), b, c, int(d)) for a, b, c, d in table[1:]] == expected
+    filtered = list(csv.reader(io.StringIO(client.get(f"/jobs/{job_id}/rejects?format=csv&reason={reason}").text)))
+    assert len(filtered) - 1 == only["total"]
+
+    job = client.get(f"/jobs/{job_id}").json()
+    assert job["rowsRejected"] == len(expected) and job["rowsLoaded"] == len(rows(db, job_id))
+    assert job["status"] == "completed_with_rejects" and len(job["chunks"]) == job["chunkCount"]
+    assert all(c["status"] == "done" for c in job["chunks"])
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_upload_loads_what_a_direct_run_loads(api_env: dict[str, Any], tmp_path: Path) -> None:
+    path = clients_file(tmp_path, lines=3000, seed=11)
+    launcher = InProcessLauncher()
+    with TestClient(create_app(launcher=launcher)) as client:
+        response = client.post("/process", files=multipart(path.name, path.read_bytes()), headers=AUTH)
+        assert response.status_code == 202, response.text
+        accepted = response.json()
+        assert accepted["totalLines"] == 3000 and accepted["chunkSize"] == 40 * 1024
+        assert accepted["chunksCreated"] == len(plan_chunks([path.read_bytes()], 40 * 1024)) > 3
+        launcher.wait(accepted["flowRunId"], timeout=120)
+        job = client.get(f"/jobs/{accepted['jobId']}").json()
+
+    reference_db = Database(f"sqlite:///{tmp_path / 'reference.db'}")
+    reference = load_file(reference_db, path, tmp_path / "reference", chunk_size=40 * 1024)
+    expected = reference_db_job(reference_db, reference.job_id)
+    assert job["status"] == expected["status"] == "completed_with_rejects"
+    for key in ("total_lines", "rows_loaded", "rows_rejected", "blank_lines", "rejects_by_reason", "sha256"):
+        assert job[_camel(key)] == expected[key], key
+    assert job["chunksDone"] == job["chunkCount"] == accepted["chunksCreated"]
+    db = api_env["db"]
+    assert rows(db, accepted["jobId"]) == rows(reference_db, reference.job_id)
+
+
+def reference_db_job(db: Database, job_id: int) -> dict[str, Any]:
+    from clientes_ingest.jobs import get_job
+
+    return get_job(db.engine, job_id).as_dict()
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(p.title() for p in rest)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_binary_upload_completes_with_every_line_rejected(api_env: dict[str, Any]) -> None:
+    data = os.urandom(200_000) + b"\x00\xff\xfe" * 1000
+    launcher = InProcessLauncher()
+    with TestClient(create_app(launcher=launcher)) as client:
+        response = client.post("/process", files=multipart("blob.bin", data), headers=AUTH)
+        assert response.status_code == 202
+        launcher.wait(response.json()["flowRunId"], timeout=120)
+        job = client.get(f"/jobs/{response.json()['jobId']}").json()
+        page = client.get(f"/jobs/{response.json()['jobId']}/rejects", params={"limit": 5}).json()
+    assert job["status"] == "completed_with_rejects"
+    assert job["rowsLoaded"] == 0
+    assert job["rowsRejected"] + job["blankLines"] == job["totalLines"] == response.json()["totalLines"] > 100
+    assert page["items"] and all(isinstance(i["rawLine"], str) for i in page["items"])
+
+
+# ----------------------------------------------------------------------------------------- probes
+
+
+def test_ready_names_the_database_when_it_is_down(api_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIENTES_DB_URL", "postgresql+psycopg://app:pw-secret-91@127.0.0.1:1/clientes")
+    with TestClient(create_app(launcher=RecordingLauncher())) as client:
+        response = client.get("/ready")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["error"] == "not ready: database unreachable"
+        assert "connection refused" in body["detail"]["database"].lower()
+        assert "127.0.0.1:1" in body["detail"]["database"]
+        assert body["detail"]["storage"] == "ok"
+        assert client.get("/health").json()["status"] == "ok"  # liveness never asks the database
+
+
+def test_ready_and_metrics_when_everything_answers(client: TestClient) -> None:
+    assert client.get("/ready").json()["checks"]["database"] == "ok"
+    line = b"Ana|Paz|12345678|Activo|1/2/2020|true|false\n"
+    client.post("/process", files=multipart("a.dat", line), headers=AUTH)
+    client.post("/process", files=multipart("a.dat", b"x\n"))  # 401
+    metrics = client.get("/metrics").text
+    assert "clientes_api_uploads_total 1.0" in metrics
+    assert f"clientes_api_upload_bytes_total {len(line)}.0" in metrics
+    assert 'clientes_api_runs_started_total{endpoint="/process",mode="in-process"} 1.0' in metrics
+    assert 'clientes_api_errors_total{endpoint="/process",status="401"} 1.0' in metrics
+    assert client.get("/docs").status_code == 200
+    assert "/process" in client.get("/openapi.json").json()["paths"]
+
+
+# ---------------------------------------------------------------------------------------- secrets
+
+
+def test_no_secret_appears_in_any_response_or_log_line(
+    api_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secrets = {"token": "tok-SECRET-4f9a2b", "db": "dbpass-SECRET-77c1", "aws": "aws-SECRET-key-0e3d"}
+    monkeypatch.setenv("CLIENTES_API_TOKEN", secrets["token"])
+    monkeypatch.setenv("CLIENTES_DB_URL", f"postgresql+psycopg://app:{secrets['db']}@127.0.0.1:1/clientes")
+    monkeypatch.setenv("CLIENTES_AWS_SECRET_ACCESS_KEY", secrets["aws"])
+    caplog.set_level(logging.DEBUG)
+    bodies: list[str] = []
+    with TestClient(create_app(launcher=RecordingLauncher()), raise_server_exceptions=False) as client:
+        auth = {"Authorization": f"Bearer {secrets['token']}"}
+        for response in (
+            client.post("/process", files=multipart("a.dat", b"x|y\n"), headers=auth),  # DB down after storing
+            client.post("/process", files=multipart("a.dat", b"x\n"), headers={"Authorization": "Bearer guess"}),
+            client.post("/runs", json={"source": "s3://other-bucket/k.dat"}, headers=auth),
+            client.get("/jobs/1"), client.get("/jobs/1/rejects"), client.get("/ready"), client.get("/metrics"),
+            client.get("/openapi.json"),
+        ):
+            bodies.append(f"{response.status_code} {dict(response.headers)} {response.text}")
+    statuses = [int(b.split()[0]) for b in bodies]
+    assert statuses[:6] == [503, 401, 422, 503, 503, 503]
+    assert "database unavailable" in bodies[0] and "127.0.0.1:1" in bodies[0]
+    logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    for name, value in secrets.items():
+        for body in bodies:
+            assert value not in body, name
+        assert value not in logs, name
