@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from support.aws import *  # noqa: F401,F403  (moto server fixtures for every test folder)
 
 PG_ADMIN_URL = os.environ.get("CLIENTES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -92,4 +93,3 @@ def sample_file(tmp_path: Path) -> Path:
     path = tmp_path / "CLIENTES_IN_0425.dat"
     path.write_text("\n".join(SAMPLE_LINES) + "\n", encoding="utf-8")
     return path
-from support.aws import *  # noqa: E402,F401,F403  # noqa: E402,F401,F403  (moto server fixtures for every test folder)

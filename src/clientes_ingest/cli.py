@@ -239,10 +239,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_aws_init(args: argparse.Namespace) -> int:
-    from clientes_ingest.aws import init_from_settings
+    from clientes_ingest.aws import ProvisioningError, init_from_settings
     from clientes_ingest.settings import load_settings
 
-    result = init_from_settings(load_settings())
+    try:
+        result = init_from_settings(load_settings())
+    except ProvisioningError as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -6,15 +6,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    ArtifactFilterType,
+)
 from support.loading import count, rejects, rows
 
 from clientes_ingest import tasks
-from clientes_ingest.db import Database, clientes, ingest_chunks
+from clientes_ingest.db import Database, clientes, ingest_chunks, ingest_jobs
 from clientes_ingest.generator import generate
 from clientes_ingest.jobs import get_job
 from clientes_ingest.storage import LocalStorage
@@ -70,9 +76,15 @@ def test_flow_loads_a_file_and_publishes_artifacts(env: Database, clients_file: 
     assert result["chunk_count"] > 3 and result["chunks_done"] == result["chunk_count"]
     assert result["rows_loaded"] + result["rows_rejected"] + result["blank_lines"] == 2000
     assert count(env, clientes) == result["rows_loaded"]
+    with env.engine.connect() as conn:
+        flow_run_id = conn.execute(sa.select(ingest_jobs.c.flow_run_id)).scalar_one()
     with get_client(sync_client=True) as client:
         keys = [f"clientes-job-{result['job_id']}", f"clientes-job-{result['job_id']}-rejects"]
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=keys), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
+        progress = client.read_artifacts(artifact_filter=ArtifactFilter(
+            type=ArtifactFilterType(any_=["progress"]), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
+    assert [p.data for p in progress] == [100.0]
     by_type = {a.type: a for a in artifacts}
     assert f"{result['rows_loaded']:,}" in by_type["markdown"].data
     table = json.loads(by_type["table"].data)  # the API stores a table artifact as JSON text
