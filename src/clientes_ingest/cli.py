@@ -259,6 +259,12 @@ def cmd_blocks_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    from clientes_ingest.devstack import run_dev_stack
+
+    return run_dev_stack(args)
+
+
 # ------------------------------------------------------------------------------------------- parser
 
 
@@ -307,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     blocks = sub.add_parser("blocks", help="Prefect blocks").add_subparsers(dest="blocks_command", required=True)
     blocks.add_parser("register", help="create or update the blocks from the environment").set_defaults(
         func=cmd_blocks_register)
+    dev = sub.add_parser("dev", help="start the whole stack locally without Docker (Prefect server + UI, "
+                                     "worker, moto S3/SQS, trigger, API) until Ctrl-C")
+    dev.add_argument("--db", help="SQLAlchemy URL of the stack's database (default: SQLite under --state-dir)")
+    dev.add_argument("--state-dir", default=".clientes-dev", help="where the stack keeps its files")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.set_defaults(func=cmd_dev)
     return parser
 
 
