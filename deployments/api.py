@@ -54,6 +54,7 @@ logger = logging.getLogger("clientes_ingest.api")
 
 ENVELOPE_SLACK = 64 * 1024  # multipart boundaries and part headers around the file
 MAX_REJECTS_PAGE = 1000
+READ_TARGET = 1024 * 1024  # bytes an upload read returns at most (storage asks for 8 MiB blocks)
 
 
 class ApiConfig(BaseSettings):
@@ -381,10 +382,15 @@ class UploadReader:
         return self.filename
 
     def read(self, size: int = -1) -> bytes:
-        want = size if size > 0 else 1 << 20
+        """Up to ``size`` bytes of the file; like a raw stream it may return fewer, ``b""`` only at its end.
+
+        Reads return once ``READ_TARGET`` bytes are buffered, so an 8 MiB ``read`` does not hold 8 MiB here.
+        """
+        want = min(size, READ_TARGET) if size > 0 else READ_TARGET
         while len(self._buffer) < want and self._state == "file" and self._feed_next():
             pass
-        data = bytes(self._buffer[:want])
+        with memoryview(self._buffer) as view:
+            data = bytes(view[:want])
         del self._buffer[:want]
         return data
 
