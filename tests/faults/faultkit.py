@@ -248,11 +248,9 @@ class Child:
             raise AssertionError(f"{self.name} did not finish within {timeout}s\n{self.output()}") from None
 
     def stdout(self) -> str:
-        self._out.flush()
         return self.stdout_path.read_text(errors="replace")
 
     def stderr(self) -> str:
-        self._err.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def output(self) -> str:
