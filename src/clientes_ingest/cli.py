@@ -316,8 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="start the whole stack locally without Docker (Prefect server + UI, "
                                      "worker, moto S3/SQS, trigger, API) until Ctrl-C")
     dev.add_argument("--db", help="SQLAlchemy URL of the stack's database (default: SQLite under --state-dir)")
-    dev.add_argument("--state-dir", default=".clientes-dev", help="where the stack keeps its files")
-    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--state-dir", default=".clientes-dev", help="where the stack keeps its files and logs")
+    dev.add_argument("--host", default="127.0.0.1", help="interface the services listen on")
+    for name, port in (("prefect", 4200), ("api", 8000), ("trigger", 9100), ("moto", 5000)):
+        dev.add_argument(f"--{name}-port", type=int, default=port, help=f"default {port}; 0 picks a free port")
+    dev.add_argument("--project-dir", help="checkout with prefect.yaml (default: found from the working directory)")
     dev.set_defaults(func=cmd_dev)
     return parser
 

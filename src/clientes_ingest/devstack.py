@@ -1,0 +1,542 @@
+"""The whole pipeline on 127.0.0.1 without Docker (``clientes-ingest dev``), also used by the system test.
+
+``DevStack.start()`` starts, as child processes each in its own process group: a moto server (S3 + SQS,
+provisioned like ``clientes-ingest aws init``), a Prefect server with its UI, the process work pool
+``local-process`` with the blocks and the deployment ``ingest-clientes/local`` applied from prefect.yaml,
+a worker, the SQS trigger service and the webhook API. It waits for each one to answer its health check
+before starting the next and fails naming the service and its log file. ``stop()`` terminates every
+child and their descendants (a process worker runs flows in new sessions), then kills what is left.
+Every child gets the same ``CLIENTES_*`` environment; state and logs (one file per service) live under
+the state directory, which also receives ``stack.json`` (URLs, ports, PIDs) and ``stack.env``.
+Requires: the project checkout (prefect.yaml; found from the working directory, ``--project-dir`` or
+``CLIENTES_PROJECT_DIR``), the ``dev`` extra (moto[server]) and free ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+LOCAL_DEPLOYMENT = "ingest-clientes/local"
+LOCAL_POOL = "local-process"
+# The API stores uploads outside the trigger's incoming/ prefix: otherwise the bucket notification would
+# start a second run of the same upload, racing the API's run for the content claim.
+API_UPLOAD_PREFIX = "uploads/"
+FAKE_AWS_KEY = "testing"  # moto accepts any key pair; these are not credentials of anything
+# Settings of the caller's Prefect that would point the children at another API, home or database.
+_FOREIGN_PREFECT = ("PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE", "PREFECT_SERVER_DATABASE_",
+                    "PREFECT_UI_", "PREFECT_CLOUD_")
+EXIT_FAILED, EXIT_DB = 1, 3
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message names the service and where its log is."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Service:
+    """A long-running child process of the stack."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def http_status(url: str, *, timeout: float = 2.0, body: bytes | None = None) -> tuple[int, bytes]:
+    """Status and body of a GET (or a JSON POST when ``body`` is given); 0 when nothing answers."""
+    headers = {"Content-Type": "application/json"} if body else {}
+    request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - our own http:// URLs
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+    except (OSError, ValueError):
+        return 0, b""
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "(log is empty)"
+
+
+def find_project_dir(explicit: str | Path | None = None) -> Path:
+    """The checkout holding prefect.yaml: ``explicit``, ``CLIENTES_PROJECT_DIR``, the cwd or its parents."""
+    candidates = [Path(p) for p in (explicit, os.environ.get("CLIENTES_PROJECT_DIR")) if p]
+    if not candidates:
+        cwd = Path.cwd().resolve()
+        candidates = [cwd, *cwd.parents, Path(__file__).resolve().parents[2]]
+    for directory in candidates:
+        if (directory / "prefect.yaml").is_file():
+            return directory.resolve()
+    raise StackError(f"cannot find prefect.yaml in {', '.join(str(c) for c in candidates[:2])}: run from the "
+                     f"project checkout or pass --project-dir")
+
+
+class DevStack:
+    """The local stack; ports given as 0 are picked free at ``start()``. Use as a context manager."""
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        *,
+        db_url: str | None = None,
+        host: str = "127.0.0.1",
+        prefect_port: int = 4200,
+        api_port: int = 8000,
+        trigger_port: int = 9100,
+        moto_port: int = 5000,
+        api_token: str | None = None,
+        project_dir: str | Path | None = None,
+        bucket: str = "clientes-ingest",
+        queue_name: str = "clientes-ingest-events",
+        startup_timeout: float = 120.0,
+        stop_timeout: float = 15.0,
+        base_env: Mapping[str, str] | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.log_dir = self.state_dir / "logs"
+        self.project_dir = find_project_dir(project_dir)
+        self.db_url = db_url or f"sqlite:///{self.state_dir / 'clientes.db'}"
+        self.host = host
+        self.client_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - only compared
+        self.ports = {"prefect": prefect_port, "api": api_port, "trigger": trigger_port, "moto": moto_port}
+        base = dict(os.environ if base_env is None else base_env)
+        given = api_token or base.get("CLIENTES_API_TOKEN")
+        self.token_generated = not given
+        self.api_token = given or secrets.token_urlsafe(24)
+        self.bucket, self.queue_name = bucket, queue_name
+        self.startup_timeout, self.stop_timeout = startup_timeout, stop_timeout
+        self._base_env = base
+        self._echo = echo or (lambda _message: None)
+        self.services: list[Service] = []
+        self.env: dict[str, str] = {}
+        self._lock: IO[str] | None = None
+        self._seen: dict[int, psutil.Process] = {}  # every process of the stack, to check they are gone
+
+    # ------------------------------------------------------------------------------------------ URLs
+
+    def url(self, service: str) -> str:
+        return f"http://{self.client_host}:{self.ports[service]}"
+
+    @property
+    def prefect_url(self) -> str:
+        return self.url("prefect")
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"{self.prefect_url}/api"
+
+    @property
+    def api_url(self) -> str:
+        return self.url("api")
+
+    @property
+    def trigger_url(self) -> str:
+        return self.url("trigger")
+
+    @property
+    def moto_url(self) -> str:
+        return self.url("moto")
+
+    # --------------------------------------------------------------------------------------- start
+
+    def __enter__(self) -> DevStack:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start(self) -> DevStack:
+        """Start every service in dependency order; on any failure stop what was started and raise."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            self._choose_ports()
+            self.env = self._environment()
+            self._prepare_database()
+            self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.ports["moto"])])
+            self._wait_http("moto", f"{self.moto_url}/moto-api/", timeout=60)
+            self._init_aws()
+            self._spawn("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host", self.host,
+                                           "--port", str(self.ports["prefect"])])
+            self._wait_http("prefect-server", f"{self.prefect_api_url}/health", timeout=self.startup_timeout)
+            self.prefect("work-pool", "create", LOCAL_POOL, "--type", "process", "--overwrite")
+            self.run_tool("blocks", [sys.executable, "-m", "blocks.register"])
+            self.deploy(LOCAL_DEPLOYMENT)
+            worker_port = free_port(self.client_host)
+            self._spawn("worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool", LOCAL_POOL,
+                                   "--type", "process", "--with-healthcheck"],
+                        extra={"PREFECT_WORKER_WEBSERVER_HOST": self.client_host,
+                               "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port)})
+            self._wait_http("worker", f"http://{self.client_host}:{worker_port}/health", timeout=60,
+                            ready=self._worker_online)
+            self._spawn("trigger", [sys.executable, "-m", "deployments.trigger"])
+            self._wait_http("trigger", f"{self.trigger_url}/health", timeout=60)
+            self._spawn("api", [sys.executable, "-m", "deployments.api", "--host", self.host,
+                                "--port", str(self.ports["api"])], extra={"CLIENTES_S3_PREFIX": API_UPLOAD_PREFIX})
+            self._wait_http("api", f"{self.api_url}/health", timeout=60)
+            self._write_state()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _take_lock(self) -> None:
+        lock = (self.state_dir / "stack.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise StackError(f"another dev stack is running with state dir {self.state_dir}: stop it first "
+                             f"or pass another --state-dir") from None
+        self._lock = lock
+
+    def _choose_ports(self) -> None:
+        for name, port in self.ports.items():
+            if port == 0:
+                self.ports[name] = free_port(self.client_host)
+            elif port_in_use(self.host, port):
+                raise StackError(f"port {port} on {self.host} ({name}) is in use, maybe by another stack or "
+                                 f"service: stop it or pass --{name}-port 0 to pick a free one")
+
+    def _environment(self) -> dict[str, str]:
+        """The children's env: the caller's, minus foreign Prefect/AWS settings, plus the stack's."""
+        env = {k: v for k, v in self._base_env.items()
+               if not k.startswith(("AWS_", *_FOREIGN_PREFECT)) and k != "CLIENTES_TRIGGER_QUEUE_URL"}
+        env.update({
+            "PREFECT_HOME": str(self.state_dir / "prefect"),
+            "PREFECT_API_URL": self.prefect_api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "AWS_ACCESS_KEY_ID": FAKE_AWS_KEY,
+            "AWS_SECRET_ACCESS_KEY": FAKE_AWS_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": str(self.state_dir / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.state_dir / "no-aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "CLIENTES_DB_URL": self.db_url,
+            "CLIENTES_STORAGE": "s3",
+            "CLIENTES_STORAGE_ROOT": str(self.state_dir / "storage"),
+            "CLIENTES_S3_BUCKET": self.bucket,
+            "CLIENTES_S3_PREFIX": "incoming/",
+            "CLIENTES_SQS_QUEUE_NAME": self.queue_name,
+            "CLIENTES_AWS_ENDPOINT_URL": self.moto_url,
+            "CLIENTES_AWS_REGION": "us-east-1",
+            "CLIENTES_AWS_ACCESS_KEY_ID": FAKE_AWS_KEY,
+            "CLIENTES_AWS_SECRET_ACCESS_KEY": FAKE_AWS_KEY,
+            "CLIENTES_API_TOKEN": self.api_token,
+            "CLIENTES_PROJECT_DIR": str(self.project_dir),  # prefect.yaml's pull step for the local deployment
+            "CLIENTES_DEPLOYMENT": LOCAL_DEPLOYMENT,
+            "CLIENTES_LAUNCH_MODE": "deployment",
+            "CLIENTES_TRIGGER_MODE": "deployment",
+            "CLIENTES_TRIGGER_DEPLOYMENT": LOCAL_DEPLOYMENT,
+            "CLIENTES_TRIGGER_HOST": self.host,
+            "CLIENTES_TRIGGER_PORT": str(self.ports["trigger"]),
+            "PYTHONUNBUFFERED": "1",
+        })
+        # Snappier than the production defaults, and still overridable from the caller's env.
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
+        env.setdefault("CLIENTES_TRIGGER_WAIT_SECONDS", "5")  # also bounds how long the trigger takes to stop
+        return env
+
+    def settings(self) -> Any:
+        """The stack's ``Settings`` (what every child reads from its env)."""
+        from clientes_ingest.settings import Settings
+
+        fields = {name: self.env[f"CLIENTES_{name.upper()}"] for name in Settings.model_fields
+                  if f"CLIENTES_{name.upper()}" in self.env}
+        return Settings.model_validate(fields)  # every field the children read is set explicitly
+
+    def _prepare_database(self) -> None:
+        from clientes_ingest.db import Database, DatabaseUnavailable
+
+        db = Database(self.db_url)
+        try:
+            db.check()
+            db.ensure_schema()
+        except DatabaseUnavailable as exc:
+            raise StackError(f"{exc}: start it or pass another --db", EXIT_DB) from None
+        finally:
+            db.dispose()
+        self._echo(f"database {db.safe_url}: schema ready")
+
+    def _init_aws(self) -> None:
+        from clientes_ingest.aws import ProvisioningError, init_from_settings
+
+        try:
+            init_from_settings(self.settings())
+        except ProvisioningError as exc:
+            raise StackError(f"aws init against moto at {self.moto_url} failed: {exc}; see "
+                             f"{self.log_dir / 'moto.log'}") from None
+        self._echo(f"moto: bucket {self.bucket}, queue {self.queue_name} (+ DLQ) and the notification created")
+
+    def _spawn(self, name: str, args: Sequence[str], extra: Mapping[str, str] | None = None) -> Service:
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            # A session of its own: Ctrl-C in the terminal reaches only us, and we stop the group in order.
+            process = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       env={**self.env, **(extra or {})}, cwd=self.project_dir,
+                                       start_new_session=True)
+        service = Service(name, process, log_path)
+        self.services.append(service)
+        self._remember(process.pid)
+        self._echo(f"{name}: started (pid {process.pid}, log {log_path})")
+        return service
+
+    def _wait_http(self, name: str, url: str, *, timeout: float,
+                   ready: Callable[[], bool] | None = None) -> None:
+        service = next(s for s in self.services if s.name == name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = service.process.poll()
+            if code is not None:
+                raise StackError(f"{name} exited with code {code} before answering {url}; see {service.log_path}:\n"
+                                 f"{log_tail(service.log_path)}")
+            if http_status(url)[0] == 200 and (ready is None or ready()):
+                self._echo(f"{name}: healthy at {url}")
+                return
+            time.sleep(0.25)
+        raise StackError(f"{name} did not answer {url} within {timeout:.0f}s; see {service.log_path}:\n"
+                         f"{log_tail(service.log_path)}")
+
+    def _worker_online(self) -> bool:
+        """The worker has registered with its pool (its health endpoint answers before that)."""
+        code, body = http_status(f"{self.prefect_api_url}/work_pools/{LOCAL_POOL}/workers/filter", body=b"{}")
+        return code == 200 and any(w.get("status") == "ONLINE" for w in json.loads(body or b"[]"))
+
+    def run_tool(self, name: str, args: Sequence[str], *, timeout: float = 180.0) -> str:
+        """Run a one-shot command with the stack's env from the project dir; its output, or StackError."""
+        log_path = self.log_dir / f"{name}.log"
+        try:
+            done = subprocess.run(list(args), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  env=self.env, cwd=self.project_dir, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise StackError(f"{name} did not finish within {timeout:.0f}s: {' '.join(args)}") from None
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(args)}\n{done.stdout}{done.stderr}\n")
+        if done.returncode != 0:
+            raise StackError(f"{name} failed with code {done.returncode}; see {log_path}:\n{log_tail(log_path)}")
+        self._echo(f"{name}: done")
+        return done.stdout
+
+    def prefect(self, *args: str, timeout: float = 180.0) -> str:
+        """A ``prefect`` CLI command against the stack's server."""
+        return self.run_tool(f"prefect-{args[0]}", [sys.executable, "-m", "prefect", *args], timeout=timeout)
+
+    def deploy(self, name: str) -> str:
+        """Apply one deployment of prefect.yaml (its work pool must exist)."""
+        return self.run_tool(f"deploy-{name.rsplit('/', 1)[-1]}",
+                             [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--name", name])
+
+    def _write_state(self) -> None:
+        """stack.json for tools and tests, stack.env to ``source`` in a shell; 0600: they hold the token."""
+        info = {
+            "status": "ready", "pid": os.getpid(), "state_dir": str(self.state_dir), "log_dir": str(self.log_dir),
+            "prefect_url": self.prefect_url, "prefect_api_url": self.prefect_api_url, "api_url": self.api_url,
+            "api_docs_url": f"{self.api_url}/docs", "trigger_url": self.trigger_url, "moto_url": self.moto_url,
+            "bucket": self.bucket, "queue": self.queue_name, "api_token": self.api_token,
+            "services": {s.name: {"pid": s.pid, "log": str(s.log_path)} for s in self.services},
+        }
+        keep = ("PREFECT_API_URL", "CLIENTES_", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+        lines = [f"export {k}={json.dumps(v)}" for k, v in sorted(self.env.items()) if k.startswith(keep)]
+        for path, text in ((self.state_dir / "stack.json", json.dumps(info, indent=2)),
+                           (self.state_dir / "stack.env", "\n".join(lines))):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text + "\n")
+
+    # ---------------------------------------------------------------------------------------- stop
+
+    def _remember(self, pid: int) -> None:
+        with contextlib.suppress(psutil.Error):
+            self._seen.setdefault(pid, psutil.Process(pid))
+
+    def processes(self) -> list[psutil.Process]:
+        """Live processes of the stack: the services and everything they started."""
+        for service in self.services:
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(service.pid).children(recursive=True):
+                    self._remember(child.pid)
+        return [p for p in self._seen.values() if _alive(p)]
+
+    def seen_pids(self) -> set[int]:
+        """Every PID the stack started or saw under its services (to check that none is left)."""
+        return set(self._seen)
+
+    def dead_service(self) -> Service | None:
+        return next((s for s in self.services if s.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        """Terminate clients first (API, trigger, worker with its flow runs), then the servers; kill leftovers."""
+        servers = {"prefect-server", "moto"}
+        self._terminate([s for s in reversed(self.services) if s.name not in servers])
+        self._terminate([s for s in reversed(self.services) if s.name in servers])
+        leftovers = [p for p in self._seen.values() if _alive(p)]  # e.g. a flow run whose worker died earlier
+        for proc in leftovers:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        self._kill_after_timeout(leftovers)
+        for service in self.services:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                service.process.wait(timeout=5)  # reap, so no zombie outlives the stack
+        self.services.clear()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _terminate(self, services: list[Service]) -> None:
+        """SIGTERM each service's group and its descendants (flow runs sit in sessions of their own)."""
+        targets: list[psutil.Process] = []
+        for service in services:
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(service.pid)
+                targets += [root, *root.children(recursive=True)]  # before the parent dies and they re-parent
+        for proc in targets:
+            self._remember(proc.pid)
+        for service in services:
+            if service.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(service.pid, signal.SIGTERM)
+        for proc in targets:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        self._kill_after_timeout(targets)
+
+    def _kill_after_timeout(self, procs: list[psutil.Process]) -> None:
+        _, alive = psutil.wait_procs([p for p in procs if _alive(p)], timeout=self.stop_timeout)
+        for proc in alive:
+            self._echo(f"pid {proc.pid} did not stop within {self.stop_timeout:.0f}s: killing it")
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=5)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+# ---------------------------------------------------------------------------------------- command
+
+
+class _Stop(Exception):
+    """SIGTERM, turned into an exception in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+def banner(stack: DevStack) -> str:
+    token = stack.api_token if stack.token_generated else "$CLIENTES_API_TOKEN"
+    lines = [
+        f"clientes-ingest dev stack is up (state {stack.state_dir}, logs in {stack.log_dir})",
+        f"  Prefect UI        {stack.prefect_url}",
+        f"  Webhook API docs  {stack.api_url}/docs",
+        f"  Trigger health    {stack.trigger_url}/health",
+        f"  S3/SQS (moto)     {stack.moto_url}  bucket {stack.bucket}, queue {stack.queue_name}",
+        f"  Database          {_safe(stack.db_url)}",
+    ]
+    if stack.token_generated:
+        lines.append(f"API token (generated for this session): {stack.api_token}")
+    lines += [
+        "Upload a file (make one with: clientes-ingest generate CLIENTES_IN_0425.dat --lines 10000):",
+        f'  curl -H "Authorization: Bearer {token}" -F "file=@CLIENTES_IN_0425.dat" {stack.api_url}/process',
+        "Or drop it in the bucket (the trigger starts the run):",
+        f"  AWS_ACCESS_KEY_ID={FAKE_AWS_KEY} AWS_SECRET_ACCESS_KEY={FAKE_AWS_KEY} aws --endpoint-url "
+        f"{stack.moto_url} s3 cp CLIENTES_IN_0425.dat s3://{stack.bucket}/incoming/",
+        f"Use the CLI against it: set -a; . {stack.state_dir / 'stack.env'}; set +a; clientes-ingest jobs",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+def _safe(url: str) -> str:
+    from clientes_ingest.db import redact
+
+    return redact(url)
+
+
+def run_dev_stack(args: argparse.Namespace) -> int:
+    """``clientes-ingest dev``: start the stack, print how to use it, stop it on Ctrl-C or SIGTERM."""
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        raise _Stop
+
+    def echo(message: str) -> None:
+        print(f"  {message}", flush=True)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    stack: DevStack | None = None
+    try:
+        stack = DevStack(args.state_dir, db_url=args.db, host=args.host, prefect_port=args.prefect_port,
+                         api_port=args.api_port, trigger_port=args.trigger_port, moto_port=args.moto_port,
+                         project_dir=args.project_dir, echo=echo)
+        print(f"starting the dev stack (logs in {stack.log_dir})", flush=True)
+        stack.start()
+        print(banner(stack), flush=True)
+        while True:
+            time.sleep(1)
+            dead = stack.dead_service()
+            if dead is not None:
+                print(f"error: {dead.name} exited with code {dead.process.returncode}; see {dead.log_path}:\n"
+                      f"{log_tail(dead.log_path)}\nstopping the stack", file=sys.stderr, flush=True)
+                return EXIT_FAILED
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.code
+    except (KeyboardInterrupt, _Stop):
+        print("stopping the dev stack", flush=True)
+        return 0 if stack is not None and stack.services else 130
+    finally:
+        # A second Ctrl-C must not cut the clean-up short; stop() bounds itself with kill timeouts.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stack is not None:
+            stack.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, previous)
