@@ -34,13 +34,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], T], *, timeout: float, interval: float = 0.02, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float, interval: float = 0.02, what: str = "condition",
+    child: Child | None = None,
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds, or as
+    soon as ``child`` (the process expected to make it true) has exited."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
+        if child is not None and not child.alive():
+            raise AssertionError(f"{child.name} exited ({child.proc.returncode}) before {what}\n{child.output()}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
@@ -88,6 +94,7 @@ class TcpProxy:
         self.accepted = 0
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
+        self._half_closed: dict[frozenset[socket.socket], bool] = {}
         self._listener: socket.socket | None = None
         self._canned: bytes | None = None
         self._closed = False
@@ -173,9 +180,21 @@ class TcpProxy:
                 if not data:
                     break
                 dst.sendall(data)
+            # A clean end of one direction is passed on as a half-close: the peer still reads what is
+            # in flight (a reset here would discard the end of an HTTP response).
+            dst.shutdown(socket.SHUT_WR)
+            with self._lock:
+                finished = self._half_closed.pop(frozenset((src, dst)), False)
+                if not finished:
+                    self._half_closed[frozenset((src, dst))] = True
+            if not finished:
+                return
+            with self._lock:
+                self._conns.discard(src)
+                self._conns.discard(dst)
+            src.close()
+            dst.close()
         except OSError:
-            pass
-        finally:
             with self._lock:
                 self._conns.discard(src)
                 self._conns.discard(dst)

@@ -56,7 +56,7 @@ def test_sigkill_mid_chunk_then_rerun_loads_exactly_once(
             # Some chunks committed, and a chunk's transaction has already copied rows: kill now.
             return chunk_states(url).get("done", 0) >= 2 and bool(copying_backends(url)) and first.alive()
 
-        wait_until(mid_chunk, timeout=120, what="a chunk in the middle of its bulk load")
+        wait_until(mid_chunk, timeout=120, what="a chunk in the middle of its bulk load", child=first)
         first.kill(signal.SIGKILL)
         assert first.wait(timeout=30) == -signal.SIGKILL
 

@@ -43,7 +43,7 @@ def test_connection_terminated_mid_copy_is_retried_and_loads_exactly_once(
         run = Child(cli_args("run", str(reference.path), "--db", url, "--quiet"), child_env, tmp_path, "run")
         started.append(run)
         pids = wait_until(lambda: chunk_states(url).get("done", 0) >= 1 and copying_backends(url), timeout=120,
-                          what="a chunk copying rows")
+                          what="a chunk copying rows", child=run)
         terminated = query(PG_ADMIN_URL, "SELECT pg_terminate_backend(:pid)", pid=pids[0])
         assert terminated == [(True,)]
         assert run.wait(timeout=120) == 0, run.output()
@@ -77,13 +77,13 @@ def test_database_unreachable_past_the_retries_fails_the_job_then_a_rerun_loads_
         proxied = via_port(url, proxy.port)
         first = Child(cli_args("run", str(reference.path), "--db", proxied, "--quiet", "-v"), env, tmp_path, "first")
         started.append(first)
-        wait_until(lambda: chunk_states(url).get("done", 0) >= 2, timeout=120, what="two committed chunks")
+        wait_until(lambda: chunk_states(url).get("done", 0) >= 2, timeout=120, what="two committed chunks", child=first)
         proxy.cut()
         ((job_id, *_),) = jobs_table(url)
         chunk_count = len(chunk_attempts(url, job_id))
         # Keep the database away until every chunk task of the run has given up...
         wait_until(lambda: sum(_outcomes(first)) == chunk_count, timeout=120, interval=0.01,
-                   what="every chunk to load or fail after its retries")
+                   what="every chunk to load or fail after its retries", child=first)
         loaded, failed_tasks = _outcomes(first)
         assert failed_tasks >= 1
         proxy.restore()  # ...then bring it back, so the run can record the job as failed.
