@@ -101,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls off this machine
+    # The ephemeral API starts a server subprocess; on a busy or small machine it needs more than 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     summary = _run_flow(args, db)
     _print_summary(summary)
     return 0 if summary["status"] in ("completed", "completed_with_rejects") else EXIT_FAILED
