@@ -59,9 +59,6 @@ def test_two_concurrent_runs_of_one_file_load_it_once(
     assert rejects(db) == reference.rejects
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="cli.cmd_run exits 1 when another run holds the job (status 'running'); "
-                          "proposed: exit 0 for the actions already_loaded and in_progress")
 def test_a_run_that_finds_the_file_loading_elsewhere_exits_0(
     prefect_harness: None, pg_url: str, sample_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
