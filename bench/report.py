@@ -59,6 +59,13 @@ def pipeline_processes(case: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def targets(results: dict[str, Any], size: str, big: str | None) -> list[dict[str, Any]]:
+    try:
+        return _targets(results, size, big)
+    except (KeyError, ValueError) as exc:  # an interrupted run: report what can be computed
+        return [{"target": f"not computed: missing {exc}", "value": 0, "bound": 0, "met": False}]
+
+
+def _targets(results: dict[str, Any], size: str, big: str | None) -> list[dict[str, Any]]:
     cases = results["sizes"][size]["cases"]
     core, lim = cases["core_pg"], limit_pg(cases)
     out = [

@@ -47,6 +47,13 @@ class Bench:
         self.work = work
         self.env = env
         self.admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+        self.results: dict[str, Any] = {}
+        self.partial: Path | None = None
+
+    def checkpoint(self) -> None:
+        """Save what was measured so far (a long run interrupted keeps its figures)."""
+        if self.partial is not None:
+            self.partial.write_text(json.dumps(report.without_timelines(self.results), indent=1, default=str))
 
     def fresh_pg(self, label: str) -> str:
         name = f"clientes_bench_{label}_{uuid.uuid4().hex[:6]}".lower()
@@ -138,34 +145,45 @@ def job_figures(db: Database) -> dict[str, Any]:
     }
 
 
-def run_size(bench: Bench, size: str, *, baselines: bool, limit_streams: Sequence[int]) -> dict[str, Any]:
+def run_size(bench: Bench, size: str, *, baselines: bool, limit_streams: Sequence[int],
+             cases: dict[str, Any]) -> dict[str, Any]:
+    """Measure every workload on the file of ``size``, into ``cases`` (saved after each one)."""
     data = ensure_file(size)
     clean = ensure_clean(data)
-    cases: dict[str, Any] = {}
     for streams in limit_streams:
         url = bench.fresh_pg(f"copy{streams}")
         try:
             cases[f"limit_pg_copy_x{streams}"] = bench.case("copy-limit", "--clean", str(clean), "--streams",
                                                             str(streams), db=url)
+            bench.checkpoint()
         finally:
             bench.drop_pg(url)
     cases["core_pg"] = bench.core_pg("core_pg", data)
+    bench.checkpoint()
     sqlite_dir = bench.scratch("limit_sqlite")
     try:
         cases["limit_sqlite_executemany"] = bench.case("executemany-limit", "--clean", str(clean),
                                                        db=f"sqlite:///{sqlite_dir / 'limit.db'}")
+        bench.checkpoint()
     finally:
         shutil.rmtree(sqlite_dir, ignore_errors=True)
     cases["core_sqlite_default"] = bench.core_sqlite_default("core_sqlite", data)
+    bench.checkpoint()
     if baselines:
         for name, extra in (("original-design", ["--chunks", "3"]), ("pandas-naive", ["--lines", "100000"])):
             url = bench.fresh_pg(name.replace("-", "_"))
             try:
                 cases[name.replace("-", "_")] = bench.case(name, "--file", str(data), *extra, db=url)
+                bench.checkpoint()
             finally:
                 bench.drop_pg(url)
     return {"file": {"path": str(data), "bytes": data.stat().st_size, "clean_rows_csv_bytes": clean.stat().st_size},
             "cases": cases}
+
+
+def size_entry(size: str) -> dict[str, Any]:
+    data = ensure_file(size)
+    return {"file": {"path": str(data), "bytes": data.stat().st_size}, "cases": {}}
 
 
 LEAN_CONFIGS = (
@@ -230,22 +248,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {"date": dt.datetime.now().isoformat(timespec="seconds"),
                                "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
                                "machine": machine(), "sizes": {}, "sweep": []}
-    results["sizes"][args.size] = run_size(bench, args.size, baselines=True, limit_streams=streams)
+    args.out.mkdir(parents=True, exist_ok=True)
+    bench.results, bench.partial = results, args.out / f"{stamp}.partial.json"
+    results["sizes"][args.size] = size_entry(args.size)
+    results["sizes"][args.size] = run_size(bench, args.size, baselines=True, limit_streams=streams,
+                                           cases=results["sizes"][args.size]["cases"])
     results["lean"] = run_lean(bench, args.size)
+    bench.checkpoint()
+    if args.big.lower() != "none":
+        results["sizes"][args.big] = size_entry(args.big)
+        results["sizes"][args.big] = run_size(bench, args.big, baselines=False, limit_streams=streams[-1:],
+                                              cases=results["sizes"][args.big]["cases"])
     main_case = results["sizes"][args.size]["cases"]["core_pg"]
     results["sweep"].append({"chunk_size": "32MB", **report.sweep_point(main_case)})
     for chunk in [c for c in args.sweep.split(",") if c]:
         measured = bench.core_pg(f"sweep_{chunk.lower()}", ensure_file(args.size), chunk)
         results["sweep"].append({"chunk_size": chunk, **report.sweep_point(measured)})
-    if args.big.lower() != "none":
-        results["sizes"][args.big] = run_size(bench, args.big, baselines=False, limit_streams=streams[-1:])
+        bench.checkpoint()
     results["targets"] = report.targets(results, args.size, None if args.big.lower() == "none" else args.big)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     report.write_plots(results, args.out, stamp)
     (args.out / f"{stamp}.json").write_text(json.dumps(report.without_timelines(results), indent=1, default=str))
     markdown = report.markdown(results)
     (args.out / f"{stamp}.md").write_text(markdown)
+    bench.partial.unlink(missing_ok=True)
     print(markdown)
     print(f"[bench] wrote {args.out / (stamp + '.json')}, .md and plots; "
           f"file sizes {', '.join(f'{k}={parse_file_size(k):,}' for k in results['sizes'])}")
