@@ -22,6 +22,7 @@ import io
 import logging
 import os
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -239,15 +240,18 @@ class ApiContext:
     secrets: list[str]
     launcher_factory: Callable[[], RunLauncher]
     uploads_in_progress: int = 0
+    runs_status: str = "starting"  # readiness of the launcher: "starting", "ok" or why it failed
     _launcher: RunLauncher | None = None
+    _launcher_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _schema_ready: bool = False
     _upload_limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
 
     @property
     def launcher(self) -> RunLauncher:
-        if self._launcher is None:
-            self._launcher = self.launcher_factory()
-        return self._launcher
+        with self._launcher_lock:
+            if self._launcher is None:
+                self._launcher = self.launcher_factory()
+            return self._launcher
 
     @property
     def upload_limiter(self) -> anyio.CapacityLimiter:
@@ -268,6 +272,22 @@ class ApiContext:
     def db_unavailable(self, exc: BaseException) -> ApiError:
         text = str(exc) if isinstance(exc, DatabaseUnavailable) else self.db.describe_error(exc)
         return ApiError(503, "database unavailable", scrub(text, self.secrets))
+
+    def warm_up(self) -> None:
+        """Start-up work that would otherwise stall the first requests: the launcher (importing the flow,
+        starting Prefect's ephemeral API in in-process mode) and the schema. /ready waits for it."""
+        try:
+            prepare = getattr(self.launcher, "prepare", None)
+            if prepare is not None:
+                prepare()
+            self.runs_status = "ok"
+        except Exception as exc:
+            self.runs_status = scrub(f"{type(exc).__name__}: {exc}", self.secrets)
+            logger.error("cannot prepare ingest runs: %s", self.runs_status)
+        try:
+            self.engine()
+        except ApiError as exc:  # not fatal: /ready reports it, requests retry it
+            logger.warning("%s: %s", exc.message, exc.detail)
 
     def mark_failed(self, job_id: int | None, exc: BaseException) -> None:
         """``on_error`` of in-process runs: a job the flow left pending is marked failed."""
@@ -498,6 +518,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # In the background: the server answers /health at once; /ready says "starting" until it is done.
+        threading.Thread(target=ctx.warm_up, name="api-warm-up", daemon=True).start()
         yield
         shutdown = getattr(ctx._launcher, "shutdown", None)
         if shutdown is not None:  # queued in-process runs are dropped; running ones finish
@@ -543,11 +565,12 @@ def create_app(
 
     @app.get("/ready", tags=["probes"], responses={503: {"description": "a dependency is unreachable"}})
     async def ready() -> JSONResponse:
-        """Readiness: the database, the storage and (when configured) the Prefect API answer."""
+        """Readiness: the database, the storage and (when configured) the Prefect API answer, and runs can start."""
         checks = await _readiness(ctx)
-        failed = [name for name, result in checks.items() if result not in ("ok", "not configured")]
+        failed = [f"{name} {'starting' if result == 'starting' else 'unreachable'}"
+                  for name, result in checks.items() if result not in ("ok", "not configured")]
         if failed:
-            return JSONResponse({"error": f"not ready: {', '.join(failed)} unreachable", "detail": checks}, 503)
+            return JSONResponse({"error": f"not ready: {', '.join(failed)}", "detail": checks}, 503)
         return JSONResponse({"status": "ready", "checks": checks})
 
     @app.get("/metrics", tags=["probes"], response_class=Response)
@@ -804,10 +827,37 @@ async def _readiness(ctx: ApiContext, timeout: float = 5.0) -> dict[str, str]:
     async with anyio.create_task_group() as group:
         for name, check in (("database", database), ("storage", storage), ("prefect", prefect)):
             group.start_soon(run, name, check)
-    return {name: results[name] for name in ("database", "storage", "prefect")}
+    results["runs"] = ctx.runs_status
+    return {name: results[name] for name in ("database", "storage", "prefect", "runs")}
 
 
 # -------------------------------------------------------------------------------------------- main
+
+
+def configure_logging(level: str, secrets: list[str]) -> None:
+    """One format for the API's and uvicorn's logs, and secret values masked in every log record.
+
+    Prefect configures logging when it is first imported (and replaces the root handlers), so it is
+    imported first; our loggers then get their own handler. The record factory masks secrets in records
+    of every library, whatever handlers they end up on.
+    """
+    import prefect.main  # noqa: F401 - applies Prefect's logging configuration now, not mid-request
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    for name in ("clientes_ingest", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        named = logging.getLogger(name)
+        named.handlers, named.propagate = [handler], False
+        named.setLevel(level.upper())
+    make_record = logging.getLogRecordFactory()
+    guard = ScrubSecrets(secrets)
+
+    def scrubbed_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        guard.filter(record)
+        return record
+
+    logging.setLogRecordFactory(scrubbed_record)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -817,15 +867,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clientes-ingest-api", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app()
-    guard = ScrubSecrets(app.state.ctx.secrets)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(guard)
+    settings = load_settings()
+    configure_logging(args.log_level, secret_values(settings))
+    app = create_app(settings=settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

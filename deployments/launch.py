@@ -193,6 +193,19 @@ class InProcessLauncher:
         self._lock = threading.Lock()
         self.on_error = on_error
 
+    def prepare(self) -> None:
+        """Import the flow and reach the Prefect API now (at start-up), not inside the first request.
+
+        A first import holds the GIL for a while, and without a configured server the first client starts
+        Prefect's ephemeral API (seconds).
+        """
+        if self._flow is None:
+            self._flow = _ingest_flow()
+        with self._client_factory() as client:
+            error = client.api_healthcheck()
+        if error is not None:
+            raise LaunchError(f"the Prefect API does not answer: {error}")
+
     def find(self, idempotency_key: str) -> LaunchResult | None:
         with self._lock:
             found = self._keys.get(idempotency_key)

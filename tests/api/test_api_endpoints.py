@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -342,7 +343,7 @@ def test_a_binary_upload_completes_with_every_line_rejected(api_env: dict[str, A
 def test_ready_names_the_database_when_it_is_down(api_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLIENTES_DB_URL", "postgresql+psycopg://app:pw-secret-91@127.0.0.1:1/clientes")
     with TestClient(create_app(launcher=RecordingLauncher())) as client:
-        response = client.get("/ready")
+        response = wait_ready(client)
         assert response.status_code == 503
         body = response.json()
         assert body["error"] == "not ready: database unreachable"
@@ -353,7 +354,12 @@ def test_ready_names_the_database_when_it_is_down(api_env: dict[str, Any], monke
 
 
 def test_ready_and_metrics_when_everything_answers(client: TestClient) -> None:
-    assert client.get("/ready").json()["checks"]["database"] == "ok"
+    ready = wait_ready(client).json()
+    assert ready["status"] == "ready"
+    assert ready["checks"] == {"database": "ok", "storage": "ok", "runs": "ok",
+                               # "ok" once another test started the session's Prefect harness
+                               "prefect": ready["checks"]["prefect"]}
+    assert ready["checks"]["prefect"] in ("ok", "not configured")
     line = b"Ana|Paz|12345678|Activo|1/2/2020|true|false\n"
     client.post("/process", files=multipart("a.dat", line), headers=AUTH)
     client.post("/process", files=multipart("a.dat", b"x\n"))  # 401
@@ -364,6 +370,27 @@ def test_ready_and_metrics_when_everything_answers(client: TestClient) -> None:
     assert 'clientes_api_errors_total{endpoint="/process",status="401"} 1.0' in metrics
     assert client.get("/docs").status_code == 200
     assert "/process" in client.get("/openapi.json").json()["paths"]
+
+
+def test_ready_is_503_while_runs_cannot_start(api_env: dict[str, Any]) -> None:
+    class BrokenLauncher(RecordingLauncher):
+        def prepare(self) -> None:
+            raise RuntimeError("Prefect API at http://127.0.0.1:1/api unreachable")
+
+    with TestClient(create_app(launcher=BrokenLauncher())) as client:
+        body = wait_ready(client).json()
+    assert body["error"] == "not ready: runs unreachable"
+    assert body["detail"]["runs"] == "RuntimeError: Prefect API at http://127.0.0.1:1/api unreachable"
+
+
+def wait_ready(client: TestClient, timeout: float = 10) -> Any:
+    """GET /ready once the start-up work (in the background) is over."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get("/ready")
+        if response.json().get("detail", {}).get("runs") != "starting" or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------------------- secrets
