@@ -195,38 +195,53 @@ class DevStack:
 
     def start(self) -> DevStack:
         """Start every service in dependency order; on any failure stop what was started and raise."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._take_lock()
+        self.prepare()
         try:
-            self._choose_ports()
-            self.env = self._environment()
             self._prepare_database()
-            self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.ports["moto"])])
-            self._wait_http("moto", f"{self.moto_url}/moto-api/", timeout=60)
+            self.add_service("moto", [sys.executable, "-m", "moto.server", "-H", self.host,
+                                      "-p", str(self.ports["moto"])], f"{self.moto_url}/moto-api/")
             self._init_aws()
-            self._spawn("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host", self.host,
-                                           "--port", str(self.ports["prefect"])])
-            self._wait_http("prefect-server", f"{self.prefect_api_url}/health", timeout=self.startup_timeout)
-            self.prefect("work-pool", "create", LOCAL_POOL, "--type", "process", "--overwrite")
-            self.run_tool("blocks", [sys.executable, "-m", "blocks.register"])
-            self.deploy(LOCAL_DEPLOYMENT)
+            self.add_service("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host",
+                                                self.host, "--port", str(self.ports["prefect"])],
+                             f"{self.prefect_api_url}/health", timeout=self.startup_timeout)
+            self.run_tools(("work-pool", self.prefect_args("work-pool", "create", LOCAL_POOL, "--type", "process",
+                                                           "--overwrite")),
+                           ("blocks", [sys.executable, "-m", "blocks.register"]))
             worker_port = free_port(self.client_host)
-            self._spawn("worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool", LOCAL_POOL,
-                                   "--type", "process", "--with-healthcheck"],
-                        extra={"PREFECT_WORKER_WEBSERVER_HOST": self.client_host,
-                               "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port)})
-            self._wait_http("worker", f"http://{self.client_host}:{worker_port}/health", timeout=60,
+            worker = self._spawn("worker", self.prefect_args("worker", "start", "--pool", LOCAL_POOL, "--type",
+                                                             "process", "--with-healthcheck"),
+                                 {"PREFECT_WORKER_WEBSERVER_HOST": self.client_host,
+                                  "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port)})
+            self.deploy(LOCAL_DEPLOYMENT)  # while the worker boots: it only needs the pool
+            self._wait_http(worker, f"http://{self.client_host}:{worker_port}/health", timeout=60,
                             ready=self._worker_online)
-            self._spawn("trigger", [sys.executable, "-m", "deployments.trigger"])
-            self._wait_http("trigger", f"{self.trigger_url}/health", timeout=60)
-            self._spawn("api", [sys.executable, "-m", "deployments.api", "--host", self.host,
-                                "--port", str(self.ports["api"])], extra={"CLIENTES_S3_PREFIX": API_UPLOAD_PREFIX})
-            self._wait_http("api", f"{self.api_url}/health", timeout=60)
+            self.add_service("trigger", [sys.executable, "-m", "deployments.trigger"], f"{self.trigger_url}/health")
+            self.add_service("api", [sys.executable, "-m", "deployments.api", "--host", self.host,
+                                     "--port", str(self.ports["api"])], f"{self.api_url}/health",
+                             extra={"CLIENTES_S3_PREFIX": API_UPLOAD_PREFIX})
             self._write_state()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def prepare(self) -> None:
+        """Lock the state dir, pick the ports and build the children's env (no process started yet)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            self._choose_ports()
+        except BaseException:
+            self.stop()
+            raise
+        self.env = self._environment()
+
+    def add_service(self, name: str, args: Sequence[str], health_url: str, *, timeout: float = 60.0,
+                    extra: Mapping[str, str] | None = None, ready: Callable[[], bool] | None = None) -> Service:
+        """Start a child (own process group, log ``<name>.log``) and wait until ``health_url`` answers 200."""
+        service = self._spawn(name, args, extra)
+        self._wait_http(service, health_url, timeout=timeout, ready=ready)
+        return service
 
     def _take_lock(self) -> None:
         lock = (self.state_dir / "stack.lock").open("w")
@@ -329,9 +344,9 @@ class DevStack:
         self._echo(f"{name}: started (pid {process.pid}, log {log_path})")
         return service
 
-    def _wait_http(self, name: str, url: str, *, timeout: float,
+    def _wait_http(self, service: Service, url: str, *, timeout: float,
                    ready: Callable[[], bool] | None = None) -> None:
-        service = next(s for s in self.services if s.name == name)
+        name = service.name
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             code = service.process.poll()
@@ -350,29 +365,42 @@ class DevStack:
         code, body = http_status(f"{self.prefect_api_url}/work_pools/{LOCAL_POOL}/workers/filter", body=b"{}")
         return code == 200 and any(w.get("status") == "ONLINE" for w in json.loads(body or b"[]"))
 
-    def run_tool(self, name: str, args: Sequence[str], *, timeout: float = 180.0) -> str:
-        """Run a one-shot command with the stack's env from the project dir; its output, or StackError."""
-        log_path = self.log_dir / f"{name}.log"
-        try:
-            done = subprocess.run(list(args), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  env=self.env, cwd=self.project_dir, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise StackError(f"{name} did not finish within {timeout:.0f}s: {' '.join(args)}") from None
-        with log_path.open("a", encoding="utf-8") as log:
-            log.write(f"$ {' '.join(args)}\n{done.stdout}{done.stderr}\n")
-        if done.returncode != 0:
-            raise StackError(f"{name} failed with code {done.returncode}; see {log_path}:\n{log_tail(log_path)}")
-        self._echo(f"{name}: done")
-        return done.stdout
+    def run_tools(self, *tools: tuple[str, Sequence[str]], timeout: float = 180.0) -> None:
+        """Run one-shot commands at once with the stack's env from the project dir (log ``<name>.log``)."""
+        running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        for name, args in tools:
+            log_path = self.log_dir / f"{name}.log"
+            with log_path.open("ab") as log:
+                log.write(f"$ {' '.join(args)}\n".encode())
+                log.flush()
+                running.append((name, subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log,
+                                                       stderr=subprocess.STDOUT, env=self.env,
+                                                       cwd=self.project_dir), log_path))
+        deadline = time.monotonic() + timeout
+        failures: list[str] = []
+        for name, process, log_path in running:
+            try:
+                code = process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                failures.append(f"{name} did not finish within {timeout:.0f}s; see {log_path}")
+                continue
+            if code != 0:
+                failures.append(f"{name} failed with code {code}; see {log_path}:\n{log_tail(log_path)}")
+            else:
+                self._echo(f"{name}: done")
+        if failures:
+            raise StackError("\n".join(failures))
 
-    def prefect(self, *args: str, timeout: float = 180.0) -> str:
-        """A ``prefect`` CLI command against the stack's server."""
-        return self.run_tool(f"prefect-{args[0]}", [sys.executable, "-m", "prefect", *args], timeout=timeout)
+    def prefect_args(self, *args: str) -> list[str]:
+        """A ``prefect`` CLI command line (run it with ``run_tools`` against the stack's server)."""
+        return [sys.executable, "-m", "prefect", *args]
 
-    def deploy(self, name: str) -> str:
+    def deploy(self, name: str) -> None:
         """Apply one deployment of prefect.yaml (its work pool must exist)."""
-        return self.run_tool(f"deploy-{name.rsplit('/', 1)[-1]}",
-                             [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--name", name])
+        tool = f"deploy-{name.rsplit('/', 1)[-1]}"
+        self.run_tools((tool, self.prefect_args("--no-prompt", "deploy", "--name", name)))
 
     def _write_state(self) -> None:
         """stack.json for tools and tests, stack.env to ``source`` in a shell; 0600: they hold the token."""
@@ -439,13 +467,15 @@ class DevStack:
                 targets += [root, *root.children(recursive=True)]  # before the parent dies and they re-parent
         for proc in targets:
             self._remember(proc.pid)
-        for service in services:
-            if service.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(service.pid, signal.SIGTERM)
+        groups = {s.pid for s in services if s.process.poll() is None}
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGTERM)
+        # Exactly one SIGTERM each: a Prefect worker takes a second one as "kill the flow runs now".
         for proc in targets:
-            with contextlib.suppress(psutil.Error):
-                proc.terminate()
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(proc.pid) not in groups:
+                    proc.terminate()
         self._kill_after_timeout(targets)
 
     def _kill_after_timeout(self, procs: list[psutil.Process]) -> None:
@@ -507,8 +537,10 @@ def run_dev_stack(args: argparse.Namespace) -> int:
     def on_term(_signum: int, _frame: Any) -> None:
         raise _Stop
 
+    began = time.monotonic()
+
     def echo(message: str) -> None:
-        print(f"  {message}", flush=True)
+        print(f"  [{time.monotonic() - began:5.1f}s] {message}", flush=True)
 
     previous = signal.signal(signal.SIGTERM, on_term)
     stack: DevStack | None = None
