@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import importlib.util
 import json
 import os
 import secrets
@@ -198,6 +199,8 @@ class DevStack:
         self.prepare()
         try:
             self._prepare_database()
+            if importlib.util.find_spec("moto") is None:
+                raise StackError("moto is not installed: install the dev extra, pip install -e '.[dev]'")
             self.add_service("moto", [sys.executable, "-m", "moto.server", "-H", self.host,
                                       "-p", str(self.ports["moto"])], f"{self.moto_url}/moto-api/")
             self._init_aws()
