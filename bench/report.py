@@ -78,7 +78,9 @@ def _targets(results: dict[str, Any], size: str, big: str | None) -> list[dict[s
     ]
     for label in [s for s in (size, big) if s]:
         for name in ("core_pg", "core_sqlite_default"):
-            case = results["sizes"][label]["cases"][name]
+            case = results["sizes"][label]["cases"].get(name)
+            if case is None:
+                continue
             flow = max((p["peak_rss_mib"] for p in pipeline_processes(case) if p["role"].startswith("flow")),
                        default=0.0)
             out.append(_target(f"{label} {name}: peak RSS of the flow-run process <= {POD_LIMIT_MIB} MiB", flow,
@@ -199,7 +201,7 @@ def write_plots(results: dict[str, Any], out: Path, stamp: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 4))
     for size, data in results["sizes"].items():
         for name in ("core_pg", "core_sqlite_default"):
-            timeline = data["cases"][name]["timeline"]
+            timeline = data["cases"].get(name, {}).get("timeline")
             if timeline:
                 ax.plot([p[0] for p in timeline], [p[1] for p in timeline], label=f"{size} {name}: flow process",
                         linewidth=1)
@@ -214,3 +216,28 @@ def write_plots(results: dict[str, Any], out: Path, stamp: str) -> list[Path]:
     plt.close(fig)
     written.append(path)
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-render the markdown and plots of a results JSON (e.g. the ``.partial.json`` of an interrupted run)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--main-size", default="1GB")
+    parser.add_argument("--big-size", default="5GB")
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    big = args.big_size if args.big_size in results["sizes"] and "core_pg" in results["sizes"][args.big_size].get(
+        "cases", {}) else None
+    results["targets"] = targets(results, args.main_size, big)
+    stamp = args.results.name.removesuffix(".json").removesuffix(".partial")
+    write_plots(results, args.results.parent, stamp)
+    (args.results.parent / f"{stamp}.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
