@@ -18,7 +18,7 @@ from support.loading import load_file, rejects, rows
 from clientes_ingest.db import Database
 from clientes_ingest.generator import generate
 
-FAULT_LINES = 120_000  # ~11 MB: 23 chunks of 512 KB, a few seconds of loading in a child process
+FAULT_LINES = 80_000  # ~7.6 MB: 15 chunks of 512 KB, a few seconds of loading in a child process
 
 
 @pytest.fixture(scope="session")
