@@ -448,7 +448,7 @@ def store_upload(ctx: ApiContext, pull: Callable[[], bytes | None], boundary: by
     name = upload_name(reader.open_file())
     planner = ChunkPlanner(ctx.settings.chunk_size)
     try:
-        stored = ctx.storage.store(reader, name, planner.feed)  # type: ignore[arg-type]
+        stored = ctx.storage.store(reader, name, planner.feed)
     except StorageError as exc:
         raise ApiError(503, "cannot store the upload", scrub(str(exc), ctx.secrets)) from None
     reader.drain()
@@ -514,13 +514,15 @@ def create_app(
                      storage=storage or open_storage(settings), metrics=ApiMetrics(), secrets=secrets,
                      launcher_factory=(lambda: launcher) if launcher is not None else default_launcher)
     ctx_holder["ctx"] = ctx
-    logger.addFilter(ScrubSecrets(secrets))
+    guard = ScrubSecrets(secrets)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        logger.addFilter(guard)
         # In the background: the server answers /health at once; /ready says "starting" until it is done.
         threading.Thread(target=ctx.warm_up, name="api-warm-up", daemon=True).start()
         yield
+        logger.removeFilter(guard)
         shutdown = getattr(ctx._launcher, "shutdown", None)
         if shutdown is not None:  # queued in-process runs are dropped; running ones finish
             shutdown(wait=False)
@@ -797,7 +799,7 @@ async def _readiness(ctx: ApiContext, timeout: float = 5.0) -> dict[str, str]:
             if not os.access(store.root, os.W_OK):
                 raise StorageError(f"storage root {store.root} is not writable")
         else:
-            store.client.head_bucket(Bucket=store.bucket)  # type: ignore[attr-defined]
+            store.client.head_bucket(Bucket=store.bucket)
         return "ok"
 
     def prefect() -> str:
