@@ -66,6 +66,8 @@ class ApiConfig(BaseSettings):
     max_upload_bytes: int = 8 * 1024**3
     max_concurrent_uploads: int = Field(default=4, ge=1)
     auth_reads: bool = False  # also require the token on GET /jobs... (rejects hold personal data)
+    host: str = "127.0.0.1"  # defaults of --host/--port; a container sets CLIENTES_API_HOST=0.0.0.0
+    port: int = 8000
 
     @field_validator("max_upload_bytes", mode="before")
     @classmethod
@@ -867,13 +869,15 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     parser = argparse.ArgumentParser(prog="clientes-ingest-api", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 in a container)")
-    parser.add_argument("--port", type=int, default=8000)
+    config = ApiConfig()
+    parser.add_argument("--host", default=config.host,
+                        help="interface to listen on (default CLIENTES_API_HOST or 127.0.0.1; 0.0.0.0 in a container)")
+    parser.add_argument("--port", type=int, default=config.port, help="default CLIENTES_API_PORT or 8000")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     settings = load_settings()
     configure_logging(args.log_level, secret_values(settings))
-    app = create_app(settings=settings)
+    app = create_app(settings=settings, config=config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
     return 0
 

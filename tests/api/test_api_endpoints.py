@@ -423,3 +423,42 @@ def test_no_secret_appears_in_any_response_or_log_line(
         for body in bodies:
             assert value not in body, name
         assert value not in logs, name
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """main() configures process-wide logging: put it back afterwards."""
+    factory = logging.getLogRecordFactory()
+    names = ("clientes_ingest", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate, logging.getLogger(n).level)
+             for n in names}
+    yield
+    logging.setLogRecordFactory(factory)
+    for name, (handlers, propagate, level) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_main_serves_on_the_configured_interface_and_masks_secrets_in_logs(
+    api_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    from deployments import api
+
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append({"app": app, **kwargs}))
+    monkeypatch.setenv("CLIENTES_API_HOST", "127.0.0.9")
+    monkeypatch.setenv("CLIENTES_API_PORT", "9911")
+    assert api.main([]) == 0
+    assert api.main(["--host", "127.0.0.1", "--port", "8123"]) == 0
+    assert [(s["host"], s["port"]) for s in served] == [("127.0.0.9", 9911), ("127.0.0.1", 8123)]
+    assert served[0]["app"].title == "clientes-ingest API"
+    record = logging.getLogger("some.library").makeRecord("some.library", logging.ERROR, __file__, 1,
+                                                           "token %s leaked", (TOKEN,), None)
+    assert record.getMessage() == "token *** leaked"
