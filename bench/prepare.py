@@ -11,7 +11,6 @@ Cache directory: ``$CLIENTES_BENCH_CACHE`` or ``~/.cache/clientes-ingest``. Requ
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -42,10 +41,6 @@ def ensure_file(size: str) -> Path:
         generate(tmp, size=parse_file_size(size), seed=SEED)
         tmp.replace(path)
     return path
-
-
-def read_blocks(path: Path, block_size: int = 4 << 20) -> io.BufferedReader:
-    return path.open("rb", buffering=block_size)
 
 
 def ensure_clean(path: Path) -> Path:
