@@ -77,7 +77,8 @@ def ingest_clientes(
         if job_id is not None:
             fail_job(db, job_id, str(exc))
         raise
-    registration = register_job(db, staged, force, job_id, str(runtime.flow_run.id or "") or None)
+    registration = register_job(db, staged, force, job_id, str(runtime.flow_run.id or "") or None,
+                                settings.job_lease_seconds)
     if registration.action in (Action.ALREADY_LOADED, Action.IN_PROGRESS):
         logger.info("%s: job %d %s; nothing to load", staged.name, registration.job_id,
                     "already loaded this content" if registration.action == Action.ALREADY_LOADED

@@ -4,13 +4,12 @@ Exactly-once rests on two keys: a file's content (sha256) is claimed by one job 
 ``ingest_file_claims`` (a primary key, so of two concurrent runs only one registers), and every row
 and reject is keyed on (job, line number) and committed with its chunk's status in one transaction
 (see ``loader``). A run that dies without finalizing leaves its job 'running'; another run takes it over
-once its heartbeat is older than the lease (``CLIENTES_JOB_LEASE_SECONDS``, default 900 s).
+once its heartbeat is older than the lease (setting ``job_lease_seconds``, default 900 s).
 Requires: an engine whose schema exists (``Database.ensure_schema``).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -24,26 +23,10 @@ from clientes_ingest.db import ingest_chunks, ingest_file_claims, ingest_jobs, i
 
 DONE_STATUSES = ("completed", "completed_with_rejects")
 DEFAULT_LEASE_SECONDS = 900
-LEASE_ENV = "CLIENTES_JOB_LEASE_SECONDS"
 
 
 class JobError(RuntimeError):
     """A job cannot be registered or resumed as asked; the message says why and what to do."""
-
-
-def lease_seconds_from_env() -> float:
-    """The job lease: ``CLIENTES_JOB_LEASE_SECONDS`` if set (a positive number), else 900 s."""
-    raw = os.environ.get(LEASE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_LEASE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise JobError(f"{LEASE_ENV}={raw!r} is not a positive number of seconds; unset it for the default "
-                       f"of {DEFAULT_LEASE_SECONDS}")
-    return value
 
 
 class Action(StrEnum):
@@ -180,18 +163,15 @@ def register_job(
     force: bool = False,
     job_id: int | None = None,
     flow_run_id: str | None = None,
-    lease_seconds: float | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> Registration:
     """Register (or find) the job for a staged file and say what this run must load.
 
     ``job_id`` names a pre-registered job (e.g. by the webhook) or an unfinished job to resume.
     ``force`` loads the content again as a new job even if a completed job already loaded it.
     A run whose job is held by another live run (heartbeat younger than ``lease_seconds``) gets
-    ``IN_PROGRESS``; a failed job, or one whose run stopped heart-beating, is resumed. The lease
-    defaults to :func:`lease_seconds_from_env`.
+    ``IN_PROGRESS``; a failed job, or one whose run stopped heart-beating, is resumed.
     """
-    if lease_seconds is None:
-        lease_seconds = lease_seconds_from_env()
     if job_id is not None:
         return _register_existing(engine, staged, job_id, force=force, flow_run_id=flow_run_id,
                                   lease_seconds=lease_seconds)

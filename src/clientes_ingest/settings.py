@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     block_size: int = Field(default=4 * 1024**2, description="bytes parsed and loaded at a time in a chunk")
     max_line_bytes: int = Field(default=1024**2, description="longer lines are rejected as line_too_long")
     chunk_concurrency: int = Field(default=2, ge=1, description="chunks processed at once in one flow run")
+    job_lease_seconds: float = Field(
+        default=900, gt=0, description="a 'running' job whose heartbeat is older than this is resumed by a new run")
 
     # S3 / SQS (used when storage == "s3" and by the trigger service)
     s3_bucket: str = "clientes-ingest"

@@ -63,11 +63,13 @@ def stage_file(source: str, storage: Storage, chunk_size: int) -> jobs.StagedFil
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
 def register_job(
-    db: Database, staged: jobs.StagedFile, force: bool, job_id: int | None, flow_run_id: str | None
+    db: Database, staged: jobs.StagedFile, force: bool, job_id: int | None, flow_run_id: str | None,
+    lease_seconds: float,
 ) -> jobs.Registration:
     """Create the schema if missing, then register (or find) the job and its chunks."""
     db.ensure_schema()
-    return jobs.register_job(db.engine, staged, force=force, job_id=job_id, flow_run_id=flow_run_id)
+    return jobs.register_job(db.engine, staged, force=force, job_id=job_id, flow_run_id=flow_run_id,
+                             lease_seconds=lease_seconds)
 
 
 @task(retries=CHUNK_RETRIES, retry_delay_seconds=backoff(CHUNK_RETRIES), retry_jitter_factor=0.5,

@@ -23,23 +23,27 @@ from faultkit import (
     query,
     wait_until,
 )
+from pydantic import ValidationError
 from support.loading import rejects, rows
 
 from clientes_ingest import jobs
+from clientes_ingest.settings import load_settings
 from clientes_ingest.db import Database
+
+LEASE_ENV = "CLIENTES_JOB_LEASE_SECONDS"
 
 pytestmark = [pytest.mark.postgres, pytest.mark.system]
 
 
 def test_lease_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(jobs.LEASE_ENV, raising=False)
-    assert jobs.lease_seconds_from_env() == jobs.DEFAULT_LEASE_SECONDS
-    monkeypatch.setenv(jobs.LEASE_ENV, "2.5")
-    assert jobs.lease_seconds_from_env() == 2.5
+    monkeypatch.delenv(LEASE_ENV, raising=False)
+    assert load_settings().job_lease_seconds == jobs.DEFAULT_LEASE_SECONDS
+    monkeypatch.setenv(LEASE_ENV, "2.5")
+    assert load_settings().job_lease_seconds == 2.5
     for bad in ("0", "-3", "soon"):
-        monkeypatch.setenv(jobs.LEASE_ENV, bad)
-        with pytest.raises(jobs.JobError, match="CLIENTES_JOB_LEASE_SECONDS"):
-            jobs.lease_seconds_from_env()
+        monkeypatch.setenv(LEASE_ENV, bad)
+        with pytest.raises(ValidationError, match="job_lease_seconds"):
+            load_settings()
 
 
 @pytest.mark.timeout(240)
@@ -81,7 +85,7 @@ def test_sigkill_mid_chunk_then_rerun_loads_exactly_once(
         assert chunk_attempts(url, job_id) == before
 
         # After the lease, the job is taken over and only its missing chunks load.
-        lease_env = {**child_env, jobs.LEASE_ENV: "0.5"}
+        lease_env = {**child_env, LEASE_ENV: "0.5"}
         wait_until(lambda: query(url, "SELECT now() AT TIME ZONE 'UTC' - heartbeat_at > interval '1 second' "
                                       "FROM ingest_jobs WHERE id = :j", j=job_id)[0][0],
                    timeout=10, what="the dead run's heartbeat to age past the lease")
