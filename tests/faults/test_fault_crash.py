@@ -27,8 +27,8 @@ from pydantic import ValidationError
 from support.loading import rejects, rows
 
 from clientes_ingest import jobs
-from clientes_ingest.settings import load_settings
 from clientes_ingest.db import Database
+from clientes_ingest.settings import load_settings
 
 LEASE_ENV = "CLIENTES_JOB_LEASE_SECONDS"
 
