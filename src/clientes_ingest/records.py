@@ -45,7 +45,8 @@ REASONS: dict[str, str] = {
     "encoding": "the line is not valid UTF-8 text, or holds a NUL byte (no target database stores NUL in text)",
     "field_count": "the line does not have exactly 7 fields separated by '|'",
     "empty_name": "nombre or apellido is empty after trimming whitespace",
-    "nombre_completo_length": "nombre + ' ' + apellido is longer than 100 characters",
+    "nombre_completo_length": "nombre + ' ' + apellido is longer than 100 characters (one outside the BMP, "
+                              "e.g. an emoji, counts 2: SQL Server's NVARCHAR(100) counts UTF-16 units)",
     "dni": "dni is not ASCII digits only, is 0, or does not fit a BIGINT",
     "estado": "estado is not exactly 'Activo' or 'Inactivo'",
     "fecha_ingreso": "fechaIngreso is not a real M/D/YYYY date with a year in 1900-2100",
@@ -198,7 +199,7 @@ def parse_line(line: bytes, *, file_start: bool = False) -> ValidRow | Reject | 
     if not nombre or not apellido:
         return reject("empty_name")
     nombre_completo = f"{nombre} {apellido}"
-    if len(nombre_completo) > MAX_NOMBRE_COMPLETO_CHARS:
+    if len(nombre_completo.encode("utf-16-le")) // 2 > MAX_NOMBRE_COMPLETO_CHARS:
         return reject("nombre_completo_length")
     dni = _parse_dni(dni_text)
     if dni is None or dni == 0:
@@ -354,13 +355,19 @@ def _parse_dates(last10: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _nombre_completo_too_long(flat: pa.Array, length: np.ndarray) -> np.ndarray:
-    """Mask of rows whose nombre + ' ' + apellido exceeds the limit, counted in characters."""
+    """Mask of rows whose nombre + ' ' + apellido exceeds the limit, counted in UTF-16 code units.
+
+    SQL Server's NVARCHAR(100) holds 100 UTF-16 units: a character outside the BMP (4 UTF-8 bytes, e.g.
+    an emoji) takes two. Counting the same way here keeps every target database loading the same rows.
+    """
     too_long = length[:, 0] + 1 + length[:, 1] > MAX_NOMBRE_COMPLETO_CHARS
-    # A character takes at least one byte: only rows over the limit in bytes need counting characters.
+    # A UTF-16 unit takes at least one UTF-8 byte: only rows over the limit in bytes need counting.
     suspects = np.flatnonzero(too_long)
     if len(suspects):
-        chars = pc.utf8_length(flat.take(pa.array(np.add.outer(suspects * FIELD_COUNT, [0, 1]).ravel())))
-        too_long[suspects] = chars.to_numpy().reshape(-1, 2).sum(axis=1) + 1 > MAX_NOMBRE_COMPLETO_CHARS
+        names = flat.take(pa.array(np.add.outer(suspects * FIELD_COUNT, [0, 1]).ravel()))
+        astral = pc.count_substring_regex(names, "[\\x{10000}-\\x{10FFFF}]").to_numpy()
+        units = pc.utf8_length(names).to_numpy() + astral
+        too_long[suspects] = units.reshape(-1, 2).sum(axis=1) + 1 > MAX_NOMBRE_COMPLETO_CHARS
     return too_long
 
 

@@ -481,3 +481,10 @@ def test_concatenated_blocks_equal_one_block() -> None:
     second = parse_block(b"\n".join(lines[5:]) + b"\n", 6)
     assert pa.concat_tables([first.valid, second.valid]).equals(whole.valid)
     assert pa.concat_tables([first.rejects, second.rejects]).equals(whole.rejects)
+
+
+def test_nombre_completo_counts_utf16_units_like_sql_server_nvarchar() -> None:
+    # 49 emoji + ' ' + 'a' = 100 UTF-16 units (fits NVARCHAR(100)); 50 emoji = 102 units.
+    assert isinstance(check(line(nombre="😀" * 49, apellido="a")), ValidRow)
+    assert reason(line(nombre="😀" * 50, apellido="a")) == "nombre_completo_length"
+    assert isinstance(check(line(nombre="é" * 97, apellido="ab")), ValidRow)  # BMP: one unit each
