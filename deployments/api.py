@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import hashlib
 import hmac
 import io
@@ -242,6 +243,7 @@ class ApiContext:
     secrets: list[str]
     launcher_factory: Callable[[], RunLauncher]
     uploads_in_progress: int = 0
+    freeze_gc: bool = False  # set by main(): a whole process serving this app
     runs_status: str = "starting"  # readiness of the launcher: "starting", "ok" or why it failed
     _launcher: RunLauncher | None = None
     _launcher_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -276,8 +278,24 @@ class ApiContext:
         return ApiError(503, "database unavailable", scrub(text, self.secrets))
 
     def warm_up(self) -> None:
-        """Start-up work that would otherwise stall the first requests: the launcher (importing the flow,
-        starting Prefect's ephemeral API in in-process mode) and the schema. /ready waits for it."""
+        """Start-up work that would otherwise stall the first requests; /ready waits for it.
+
+        Preparing the launcher imports Prefect and the flow (imports hold the GIL for long stretches) and
+        reaches the Prefect API (in-process mode without a server: starts the ephemeral one). Then the
+        objects of those imports are frozen out of the garbage collector, whose full passes over them
+        would otherwise pause the event loop for tens of milliseconds at random.
+        """
+        self.prepare_runs()
+        try:
+            self.engine()
+        except ApiError as exc:  # not fatal: /ready reports it, requests retry it
+            logger.warning("%s: %s", exc.message, exc.detail)
+        if self.freeze_gc:
+            gc.collect()
+            gc.freeze()
+
+    def prepare_runs(self) -> str:
+        """Prepare the launcher; returns (and keeps for /ready) "ok" or why runs cannot start."""
         try:
             prepare = getattr(self.launcher, "prepare", None)
             if prepare is not None:
@@ -286,10 +304,7 @@ class ApiContext:
         except Exception as exc:
             self.runs_status = scrub(f"{type(exc).__name__}: {exc}", self.secrets)
             logger.error("cannot prepare ingest runs: %s", self.runs_status)
-        try:
-            self.engine()
-        except ApiError as exc:  # not fatal: /ready reports it, requests retry it
-            logger.warning("%s: %s", exc.message, exc.detail)
+        return self.runs_status
 
     def mark_failed(self, job_id: int | None, exc: BaseException) -> None:
         """``on_error`` of in-process runs: a job the flow left pending is marked failed."""
@@ -831,7 +846,9 @@ async def _readiness(ctx: ApiContext, timeout: float = 5.0) -> dict[str, str]:
     async with anyio.create_task_group() as group:
         for name, check in (("database", database), ("storage", storage), ("prefect", prefect)):
             group.start_soon(run, name, check)
-    results["runs"] = ctx.runs_status
+    if ctx.runs_status not in ("ok", "starting"):  # e.g. the deployment was applied after start-up
+        await run("runs", ctx.prepare_runs)
+    results["runs"] = results.get("runs", ctx.runs_status)
     return {name: results[name] for name in ("database", "storage", "prefect", "runs")}
 
 
@@ -878,6 +895,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     configure_logging(args.log_level, secret_values(settings))
     app = create_app(settings=settings, config=config)
+    app.state.ctx.freeze_gc = True
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
     return 0
 

@@ -103,6 +103,16 @@ class DeploymentLauncher:
         self._client_factory = client_factory or _sync_client
         self._deployment_id: Any = None
 
+    def prepare(self) -> None:
+        """Import what launching needs and find the deployment now (at start-up), not inside a request."""
+        from prefect.client.schemas.actions import DeploymentFlowRunCreate  # noqa: F401
+        from prefect.client.schemas.filters import FlowRunFilter  # noqa: F401
+        from prefect.client.schemas.objects import FlowRun  # noqa: F401
+        from prefect.states import Scheduled  # noqa: F401
+
+        with self._client_factory() as client:
+            self._deployment(client)
+
     def _deployment(self, client: Any) -> Any:
         if self._deployment_id is None:
             try:

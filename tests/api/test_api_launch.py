@@ -96,6 +96,8 @@ def test_launch_ingest_creates_one_deployment_run_per_key(db: Database, monkeypa
 def test_a_missing_deployment_is_a_clear_launch_error() -> None:
     launcher = launch.DeploymentLauncher("ingest-clientes/does-not-exist")
     with pytest.raises(launch.LaunchError, match="deployment ingest-clientes/does-not-exist not found"):
+        launcher.prepare()  # at start-up: /ready then reports it
+    with pytest.raises(launch.LaunchError, match="deployment ingest-clientes/does-not-exist not found"):
         launcher.launch("s3://b/k", job_id=None, idempotency_key=None)
 
 
