@@ -77,12 +77,13 @@ def cases() -> list[Case]:
              "\n".join([line(nombre=COMBINING, apellido="Ñúñez"),
                         line(nombre=EMOJI_NAME, apellido="🚀🇦🇷"),
                         line(nombre="محمد", apellido="עברית"),
-                        line(nombre="😀" * 50, apellido="😀" * 49),  # exactly 100 characters
-                        line(nombre="😀" * 50, apellido="😀" * 50),  # 101 characters
+                        # Emoji are outside the BMP: two UTF-16 units each, as SQL Server's NVARCHAR counts.
+                        line(nombre="😀" * 49, apellido="a"),  # exactly 100 units
+                        line(nombre="😀" * 50, apellido="a"),  # 102 units (51 characters)
                         line(nombre="\u00a0", apellido="NBSP is data, not whitespace")]).encode() + b"\n",
              total_lines=6,
              rows={1: {"NombreCompleto": f"{COMBINING} Ñúñez"}, 2: {"NombreCompleto": f"{EMOJI_NAME} 🚀🇦🇷"},
-                   3: {"NombreCompleto": "محمد עברית"}, 4: {"NombreCompleto": "😀" * 50 + " " + "😀" * 49},
+                   3: {"NombreCompleto": "محمد עברית"}, 4: {"NombreCompleto": "😀" * 49 + " a"},
                    6: {"NombreCompleto": "\u00a0 NBSP is data, not whitespace"}},
              rejects={5: "nombre_completo_length"}),
         Case("dni_limits",
