@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, runtime, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -91,6 +92,7 @@ def ingest_clientes(
                 len(registration.pending), total)
     progress_id = create_progress_artifact(progress=100.0 * done / total if total else 100.0,
                                            description=f"Chunks processed, job {registration.job_id}")
+    assert isinstance(progress_id, UUID)  # the sync call inside a sync flow returns the id itself
     futures = process_chunk.map(unmapped(db), unmapped(storage), registration.job_id, registration.uri,
                                 list(registration.pending), settings.block_size, settings.max_line_bytes)
     for future in as_completed(futures):

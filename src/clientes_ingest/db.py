@@ -309,6 +309,14 @@ class BulkWriter(Protocol):
     def write_rejects(self, conn: Connection, job_id: int, chunk_no: int, rejects: pa.Table) -> int: ...
 
 
+def _driver(conn: Connection) -> Any:
+    """The DBAPI connection under a SQLAlchemy connection (psycopg, sqlite3 or pyodbc)."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the database connection is closed")
+    return driver
+
+
 def _with_constants(table: pa.Table, fields: Sequence[str], constants: Sequence[tuple[str, int]]) -> pa.Table:
     columns = [pa.array([value] * table.num_rows, pa.int64()) for _, value in constants]
     names = [name for name, _ in constants]
@@ -326,8 +334,7 @@ class PostgresCopyWriter:
         buffer = io.BytesIO()
         pacsv.write_csv(data, buffer, self._csv)
         cols = ", ".join(f'"{c}"' for c in columns)
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+        with _driver(conn).cursor() as cursor, cursor.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(buffer.getbuffer())
         return data.num_rows
 
@@ -361,7 +368,7 @@ class ExecutemanyWriter:
         quote = conn.dialect.identifier_preparer.quote
         sql = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES " \
               f"({', '.join('?' * len(columns))})"
-        cursor = conn.connection.driver_connection.cursor()
+        cursor = _driver(conn).cursor()
         try:
             if self.fast_executemany:
                 cursor.fast_executemany = True

@@ -91,6 +91,13 @@ class JobSummary:
         return self.rows_loaded / self.duration_s
 
 
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    if key is None:
+        raise JobError("the database returned no id for the new job")
+    return int(key[0])
+
+
 def _insert_job(conn: Connection, staged: StagedFile, flow_run_id: str | None) -> int:
     result = conn.execute(
         ingest_jobs.insert().values(
@@ -99,7 +106,7 @@ def _insert_job(conn: Connection, staged: StagedFile, flow_run_id: str | None) -
             total_lines=staged.total_lines, flow_run_id=flow_run_id, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
         )
     )
-    job_id = int(result.inserted_primary_key[0])
+    job_id = _new_id(result)
     _insert_chunks(conn, job_id, staged.chunks)
     return job_id
 
@@ -247,7 +254,7 @@ def create_pending_job(engine: Engine, source_uri: str, file_name: str) -> int:
     with engine.begin() as conn:
         result = conn.execute(ingest_jobs.insert().values(source_uri=source_uri, file_name=file_name,
                                                           status="pending"))
-        return int(result.inserted_primary_key[0])
+        return _new_id(result)
 
 
 def fail_job(engine: Engine, job_id: int, error: str) -> None:

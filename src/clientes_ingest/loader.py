@@ -95,7 +95,7 @@ class _Prefetch(Iterator[T]):
             raise StopIteration
         if isinstance(item, BaseException):
             raise item
-        return item  # type: ignore[no-any-return]
+        return item
 
     def close(self) -> None:
         self._stop.set()

@@ -13,7 +13,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -24,6 +24,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from clientes_ingest.storage import (
     COPY_BLOCK,
     BlockObserver,
+    Readable,
     StorageError,
     StoredObject,
     hash_stream,
@@ -205,7 +206,7 @@ class S3Storage:
             raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
         return True
 
-    def store(self, source: BinaryIO, name: str, on_block: BlockObserver | None = None) -> StoredObject:
+    def store(self, source: Readable, name: str, on_block: BlockObserver | None = None) -> StoredObject:
         name = safe_name(name)
         key = f"{self.prefix}{name}"
         uri = self.uri(key)

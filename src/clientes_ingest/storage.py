@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 COPY_BLOCK = 8 * 1024 * 1024
@@ -38,10 +38,16 @@ class StoredObject:
     sha256: str
 
 
+class Readable(Protocol):
+    """Anything with a ``read(size)`` returning bytes: a file, an upload stream, a pipe."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class Storage(Protocol):
     """What the pipeline needs from a storage backend."""
 
-    def store(self, source: BinaryIO, name: str, on_block: BlockObserver | None = None) -> StoredObject:
+    def store(self, source: Readable, name: str, on_block: BlockObserver | None = None) -> StoredObject:
         """Stream ``source`` into storage under ``name``, hashing it; ``on_block`` sees every block."""
 
     def scan(self, uri: str, on_block: BlockObserver | None = None) -> StoredObject:
@@ -110,7 +116,7 @@ class LocalStorage:
     def exists(self, uri: str) -> bool:
         return self._path(uri).is_file()
 
-    def store(self, source: BinaryIO, name: str, on_block: BlockObserver | None = None) -> StoredObject:
+    def store(self, source: Readable, name: str, on_block: BlockObserver | None = None) -> StoredObject:
         name = safe_name(name)
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
