@@ -312,6 +312,8 @@ class DevStack:
         return Settings.model_validate(fields)  # every field the children read is set explicitly
 
     def _prepare_database(self) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
         from clientes_ingest.db import Database, DatabaseUnavailable
 
         db = Database(self.db_url)
@@ -320,6 +322,8 @@ class DevStack:
             db.ensure_schema()
         except DatabaseUnavailable as exc:
             raise StackError(f"{exc}: start it or pass another --db", EXIT_DB) from None
+        except SQLAlchemyError as exc:
+            raise StackError(f"cannot create the schema in {db.safe_url}: {db.error_text(exc)}") from None
         finally:
             db.dispose()
         self._echo(f"database {db.safe_url}: schema ready")
@@ -381,18 +385,22 @@ class DevStack:
                                                        cwd=self.project_dir), log_path))
         deadline = time.monotonic() + timeout
         failures: list[str] = []
-        for name, process, log_path in running:
-            try:
-                code = process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                failures.append(f"{name} did not finish within {timeout:.0f}s; see {log_path}")
-                continue
-            if code != 0:
-                failures.append(f"{name} failed with code {code}; see {log_path}:\n{log_tail(log_path)}")
-            else:
-                self._echo(f"{name}: done")
+        try:
+            for name, process, log_path in running:
+                try:
+                    code = process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    failures.append(f"{name} did not finish within {timeout:.0f}s; see {log_path}")
+                    continue
+                if code != 0:
+                    failures.append(f"{name} failed with code {code}; see {log_path}:\n{log_tail(log_path)}")
+                else:
+                    self._echo(f"{name}: done")
+        finally:  # timed out, or Ctrl-C while waiting: no tool outlives the call
+            for _name, process, _log in running:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
         if failures:
             raise StackError("\n".join(failures))
 
