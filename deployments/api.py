@@ -248,6 +248,7 @@ class ApiContext:
     _launcher: RunLauncher | None = None
     _launcher_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _schema_ready: bool = False
+    _schema_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _upload_limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
 
     @property
@@ -266,9 +267,12 @@ class ApiContext:
     def engine(self) -> sa.Engine:
         """The engine, with the schema created once per process; 503 if the database is down."""
         try:
-            if not self._schema_ready:
-                self.db.ensure_schema()
-                self._schema_ready = True
+            # One thread creates it: the start-up work and an early request racing on CREATE TABLE would
+            # make one of them fail with "already exists".
+            with self._schema_lock:
+                if not self._schema_ready:
+                    self.db.ensure_schema()
+                    self._schema_ready = True
             return self.db.engine
         except (DatabaseUnavailable, DBAPIError) as exc:
             raise self.db_unavailable(exc) from None
