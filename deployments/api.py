@@ -814,12 +814,14 @@ async def _readiness(ctx: ApiContext, timeout: float = 5.0) -> dict[str, str]:
         return "ok"
 
     def storage() -> str:
+        from clientes_ingest.s3 import S3Storage
+
         store = ctx.storage
         if isinstance(store, LocalStorage):
             store.root.mkdir(parents=True, exist_ok=True)
             if not os.access(store.root, os.W_OK):
                 raise StorageError(f"storage root {store.root} is not writable")
-        else:
+        elif isinstance(store, S3Storage):
             store.client.head_bucket(Bucket=store.bucket)
         return "ok"
 

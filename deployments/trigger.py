@@ -9,7 +9,9 @@ the queue: SQS redelivers it and, after 3 receives, moves it to the dead-letter 
 
 Modes (``CLIENTES_TRIGGER_MODE``): ``deployment`` creates runs through the Prefect API
 (``PREFECT_API_URL``; deployment ``CLIENTES_TRIGGER_DEPLOYMENT``, default ``ingest-clientes/k8s``);
-``in-process`` runs the flow inside this process (embedded default, no Prefect server); ``auto``
+``in-process`` runs the flow inside this process and deletes the message only once the load is done
+(embedded default, no Prefect server; unlike the webhook's queued in-process runs in
+``deployments.launch``, a crash here leaves the event on the queue to be redelivered); ``auto``
 (default) picks ``deployment`` when ``PREFECT_API_URL`` is set. Serves ``/health`` and Prometheus
 ``/metrics`` on ``CLIENTES_TRIGGER_PORT`` (9100). Stops cleanly on SIGTERM/SIGINT after the message in
 hand. Requires: the SQS queue (``clientes-ingest aws init``) and ``CLIENTES_AWS_*`` settings.
@@ -69,47 +71,17 @@ class Launcher(Protocol):
 
 
 class DeploymentLauncher:
-    """Creates flow runs of a deployment through the Prefect API, with the event's idempotency key."""
+    """Creates flow runs of a deployment with the event's idempotency key (``deployments.launch``)."""
 
     def __init__(self, deployment_name: str, client_factory: Callable[[], Any] | None = None) -> None:
+        from deployments.launch import DeploymentLauncher as RunLauncher
+
         self.deployment_name = deployment_name
-        self._client_factory = client_factory or _sync_client
-        self._deployment_id: Any = None
+        self._runs = RunLauncher(deployment_name, client_factory, tags=("clientes-ingest", "trigger:s3"))
 
     def launch(self, event: S3ObjectEvent) -> LaunchResult:
-        from prefect.client.schemas.actions import DeploymentFlowRunCreate
-        from prefect.client.schemas.objects import FlowRun
-        from prefect.states import Scheduled, to_state_create
-
-        with self._client_factory() as client:
-            if self._deployment_id is None:
-                self._deployment_id = client.read_deployment_by_name(self.deployment_name).id
-            payload = DeploymentFlowRunCreate(
-                parameters={"source": event.uri},
-                state=to_state_create(Scheduled()),
-                tags=["trigger:s3"],
-                idempotency_key=event.idempotency_key,
-            ).model_dump(mode="json", exclude_unset=True)
-            try:
-                # The raw request, because the API says whether it created the run (201) or found the
-                # run an earlier delivery created (200); the client method hides that.
-                response = client.request(
-                    "POST",
-                    "/deployments/{id}/create_flow_run",
-                    path_params={"id": self._deployment_id},
-                    json=payload,
-                )
-            except Exception:
-                self._deployment_id = None  # the deployment may have been re-created: look it up again
-                raise
-        run = FlowRun.model_validate(response.json())
-        return LaunchResult(created=response.status_code == 201, run_id=str(run.id))
-
-
-def _sync_client() -> Any:
-    from prefect.client.orchestration import get_client
-
-    return get_client(sync_client=True)
+        result = self._runs.launch(event.uri, job_id=None, idempotency_key=event.idempotency_key)
+        return LaunchResult(created=result.created, run_id=result.flow_run_id)
 
 
 class InProcessLauncher:
