@@ -6,7 +6,8 @@ provisioned like ``clientes-ingest aws init``), a Prefect server with its UI, th
 a worker, the SQS trigger service and the webhook API. It waits for each one to answer its health check
 before starting the next and fails naming the service and its log file. ``stop()`` terminates every
 child and their descendants (a process worker runs flows in new sessions), then kills what is left.
-Every child gets the same ``CLIENTES_*`` environment; state and logs (one file per service) live under
+Every child gets the same ``CLIENTES_*`` environment (but for the API's upload prefix, see
+``API_UPLOAD_PREFIX``); state and logs (one file per service) live under
 the state directory, which also receives ``stack.json`` (URLs, ports, PIDs) and ``stack.env``.
 Requires: the project checkout (prefect.yaml; found from the working directory, ``--project-dir`` or
 ``CLIENTES_PROJECT_DIR``), the ``dev`` extra (moto[server]) and free ports.
