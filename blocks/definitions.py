@@ -49,7 +49,7 @@ def aws_credentials_from_settings(settings: Settings) -> AwsCredentials:
 
 def s3_bucket_from_settings(settings: Settings, credentials: AwsCredentials) -> S3Bucket:
     """``S3Bucket`` for the configured bucket; ``bucket_folder`` carries the upload prefix."""
-    return S3Bucket(bucket_name=settings.s3_bucket, bucket_folder=settings.s3_prefix, credentials=credentials)
+    return S3Bucket(bucket_name=settings.s3_bucket, bucket_folder=settings.s3_upload_prefix, credentials=credentials)
 
 
 def database_from_settings(settings: Settings) -> ClientesDatabase:

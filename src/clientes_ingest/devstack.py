@@ -6,9 +6,10 @@ provisioned like ``clientes-ingest aws init``), a Prefect server with its UI, th
 a worker, the SQS trigger service and the webhook API. It waits for each one to answer its health check
 before starting the next and fails naming the service and its log file. ``stop()`` terminates every
 child and their descendants (a process worker runs flows in new sessions), then kills what is left.
-Every child gets the same ``CLIENTES_*`` environment (but for the API's upload prefix, see
-``API_UPLOAD_PREFIX``); state and logs (one file per service) live under
-the state directory, which also receives ``stack.json`` (URLs, ports, PIDs) and ``stack.env``.
+Every child gets the same ``CLIENTES_*`` environment (uploads are stored under
+``CLIENTES_S3_UPLOAD_PREFIX``, outside the watched ``incoming/``, so an API upload is not also
+picked up by the trigger); state and logs (one file per service) live under the state directory,
+which also receives ``stack.json`` (URLs, ports, PIDs) and ``stack.env``.
 Requires: the project checkout (prefect.yaml; found from the working directory, ``--project-dir`` or
 ``CLIENTES_PROJECT_DIR``), the ``dev`` extra (moto[server]) and free ports.
 """
@@ -40,7 +41,6 @@ LOCAL_DEPLOYMENT = "ingest-clientes/local"
 LOCAL_POOL = "local-process"
 # The API stores uploads outside the trigger's incoming/ prefix: otherwise the bucket notification would
 # start a second run of the same upload, racing the API's run for the content claim.
-API_UPLOAD_PREFIX = "uploads/"
 FAKE_AWS_KEY = "testing"  # moto accepts any key pair; these are not credentials of anything
 # Settings of the caller's Prefect that would point the children at another API, home or database.
 _FOREIGN_PREFECT = ("PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE", "PREFECT_SERVER_DATABASE_",
@@ -221,8 +221,7 @@ class DevStack:
                             ready=self._worker_online)
             self.add_service("trigger", [sys.executable, "-m", "deployments.trigger"], f"{self.trigger_url}/health")
             self.add_service("api", [sys.executable, "-m", "deployments.api", "--host", self.host,
-                                     "--port", str(self.ports["api"])], f"{self.api_url}/health",
-                             extra={"CLIENTES_S3_PREFIX": API_UPLOAD_PREFIX})
+                                     "--port", str(self.ports["api"])], f"{self.api_url}/health")
             self._write_state()
         except BaseException:
             self.stop()

@@ -146,7 +146,7 @@ class S3Storage:
             secret_access_key=settings.aws_secret_access_key,
         )
         bucket = split_s3_uri(source)[0] if source and source.startswith("s3://") else settings.s3_bucket
-        return cls(None, bucket, settings.s3_prefix, client_factory=factory)
+        return cls(None, bucket, settings.s3_upload_prefix, client_factory=factory)
 
     @classmethod
     def from_block(cls, block: Any, prefix: str | None = None) -> S3Storage:

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     storage: Literal["local", "s3"] = "local"
     storage_root: Path = Path("./.clientes-ingest")
     chunk_size: int = Field(default=32 * 1024**2, description="target bytes per chunk (one task run each)")
-    block_size: int = Field(default=4 * 1024**2, description="bytes parsed and loaded at a time in a chunk")
+    # 1 MiB blocks: same throughput as 4 MiB, about 90 MiB less peak RSS per process (bench/results).
+    block_size: int = Field(default=1024**2, description="bytes parsed and loaded at a time in a chunk")
     max_line_bytes: int = Field(default=1024**2, description="longer lines are rejected as line_too_long")
     chunk_concurrency: int = Field(default=2, ge=1, description="chunks processed at once in one flow run")
     job_lease_seconds: float = Field(
@@ -72,7 +73,11 @@ class Settings(BaseSettings):
 
     # S3 / SQS (used when storage == "s3" and by the trigger service)
     s3_bucket: str = "clientes-ingest"
-    s3_prefix: str = "incoming/"
+    s3_prefix: str = Field(default="incoming/", description="where external systems drop files: the bucket "
+                           "notification (and so the trigger) watches this prefix")
+    s3_upload_prefix: str = Field(default="uploads/", description="where the pipeline itself stores files it is "
+                                  "given (CLI/flow local sources, webhook uploads); outside s3_prefix so that storing "
+                                  "a file never triggers a second run of it")
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = None
     aws_access_key_id: SecretStr | None = None

@@ -224,7 +224,7 @@ def test_a_filename_with_a_path_never_escapes_the_s3_prefix(
     recorder: RecordingLauncher
 ) -> None:
     monkeypatch.setenv("CLIENTES_STORAGE", "s3")
-    monkeypatch.setenv("CLIENTES_S3_PREFIX", "uploads/")
+    monkeypatch.setenv("CLIENTES_S3_UPLOAD_PREFIX", "uploads/")
     with TestClient(create_app(launcher=recorder)) as client:
         for name in ("../../evil.dat", "/abs/evil2.dat", "uploads/../../evil3.dat"):
             response = client.post("/process", files=multipart(name, b"Ana|Paz|1|Activo|1/2/2020|true|false\n"),

@@ -53,7 +53,7 @@ def clean_blocks(prefect_harness: None) -> None:
 @pytest.fixture
 def block_env(aws_bucket: str, monkeypatch: pytest.MonkeyPatch, clean_blocks: None) -> str:
     monkeypatch.setenv("CLIENTES_DB_URL", "postgresql+psycopg://app:db-pass-123@db:5432/clientes")
-    monkeypatch.setenv("CLIENTES_S3_PREFIX", "incoming/")
+    monkeypatch.setenv("CLIENTES_S3_UPLOAD_PREFIX", "uploads/")
     monkeypatch.delenv("CLIENTES_DB_BLOCK", raising=False)
     monkeypatch.delenv("CLIENTES_S3_BLOCK", raising=False)
     return aws_bucket
@@ -73,7 +73,7 @@ def test_register_twice_is_a_no_op(block_env: str) -> None:
 def test_changed_setting_updates_only_that_block(block_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     register_blocks(load_settings())
     before = block_documents()
-    monkeypatch.setenv("CLIENTES_S3_PREFIX", "drop/")
+    monkeypatch.setenv("CLIENTES_S3_UPLOAD_PREFIX", "drop/")
     assert register_blocks(load_settings()) == {AWS_BLOCK: "unchanged", S3_BLOCK: "updated", DB_BLOCK: "unchanged"}
     after = block_documents()
     assert after[AWS_BLOCK] == before[AWS_BLOCK] and after[DB_BLOCK] == before[DB_BLOCK]
@@ -105,9 +105,9 @@ def test_s3_block_references_the_credentials_block_and_its_endpoint(block_env: s
 def test_loaded_storage_works_against_moto(block_env: str, aws_s3_client: Any) -> None:
     register_blocks(load_settings())
     storage = load_s3_storage()
-    assert storage.bucket == block_env and storage.prefix == "incoming/"
+    assert storage.bucket == block_env and storage.prefix == "uploads/"
     stored = storage.store(io.BytesIO(b"Ana|Perez|1|Activo|1/2/2020|true|false\n"), "CLIENTES_IN_0125.dat")
-    body = aws_s3_client.get_object(Bucket=block_env, Key="incoming/CLIENTES_IN_0125.dat")["Body"].read()
+    body = aws_s3_client.get_object(Bucket=block_env, Key="uploads/CLIENTES_IN_0125.dat")["Body"].read()
     assert body.startswith(b"Ana|Perez")
     assert b"".join(storage.iter_range(stored.uri, 0, 3)) == b"Ana"
 

@@ -219,7 +219,7 @@ def test_unreachable_endpoint_error_has_no_secret(aws_bucket: str) -> None:
 
 def test_from_settings_is_lazy_and_picklable(aws_bucket: str, aws_s3_client: Any) -> None:
     storage = S3Storage.from_settings(load_settings())
-    assert storage.bucket == aws_bucket and storage.prefix == "incoming/"
+    assert storage.bucket == aws_bucket and storage.prefix == "uploads/"
     clone = pickle.loads(pickle.dumps(storage))  # noqa: S301 (our own bytes)
     stored = clone.store(io.BytesIO(b"a|b\n"), "p.dat")
     assert storage.exists(stored.uri)
