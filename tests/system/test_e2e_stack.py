@@ -297,7 +297,8 @@ def test_e2e_daily_schedule_exists_and_produces_scheduled_runs(dev_stack: Runnin
     # Its pool gets no worker here: the runs stay Scheduled, which is what this test reads.
     dev_stack.prefect_cli("work-pool", "create", pool, "--type", "kubernetes", "--base-job-template",
                           "deployments/k8s-base-job-template.json", "--overwrite")
-    dev_stack.prefect_cli("--no-prompt", "deploy", "--name", "ingest-clientes/k8s")
+    # `prefect deploy --all` must work non-interactively: it re-applies the local deployment and adds k8s.
+    dev_stack.prefect_cli("--no-prompt", "deploy", "--all")
 
     from prefect.client.schemas.filters import (
         DeploymentFilter,
