@@ -94,7 +94,8 @@ def ingest_clientes(
                                            description=f"Chunks processed, job {registration.job_id}")
     assert isinstance(progress_id, UUID)  # the sync call inside a sync flow returns the id itself
     futures = process_chunk.map(unmapped(db), unmapped(storage), registration.job_id, registration.uri,
-                                list(registration.pending), settings.block_size, settings.max_line_bytes)
+                                list(registration.pending), settings.block_size, settings.max_line_bytes,
+                                settings.chunk_isolation)
     for future in as_completed(futures):
         try:
             future.result()

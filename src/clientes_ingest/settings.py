@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     block_size: int = Field(default=1024**2, description="bytes parsed and loaded at a time in a chunk")
     max_line_bytes: int = Field(default=1024**2, description="longer lines are rejected as line_too_long")
     chunk_concurrency: int = Field(default=2, ge=1, description="chunks processed at once in one flow run")
+    chunk_isolation: Literal["thread", "subprocess"] = Field(
+        default="thread", description="subprocess: each chunk loads in a lean child process without Prefect")
     job_lease_seconds: float = Field(
         default=900, gt=0, description="a 'running' job whose heartbeat is older than this is resumed by a new run")
 

@@ -16,7 +16,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from clientes_ingest import jobs, loader, report, staging
+from clientes_ingest import chunk_worker, jobs, loader, progress, report, staging
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
 from clientes_ingest.settings import Settings
@@ -75,10 +75,17 @@ def register_job(
 @task(retries=CHUNK_RETRIES, retry_delay_seconds=backoff(CHUNK_RETRIES), retry_jitter_factor=0.5,
       cache_policy=NO_CACHE, task_run_name="process-chunk-{chunk.index}")
 def process_chunk(
-    db: Database, storage: Storage, job_id: int, uri: str, chunk: ChunkSpec, block_size: int, max_line_bytes: int
+    db: Database, storage: Storage, job_id: int, uri: str, chunk: ChunkSpec, block_size: int, max_line_bytes: int,
+    isolation: str = "thread",
 ) -> loader.ChunkResult:
-    """Load one chunk's rows and rejects and mark it done, all in one transaction."""
-    result = loader.load_chunk(db, storage, job_id, uri, chunk, block_size=block_size, max_line_bytes=max_line_bytes)
+    """Load one chunk's rows and rejects and mark it done, all in one transaction (here, or in a child)."""
+    if isolation == "subprocess":
+        result = chunk_worker.run_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
+                                        max_line_bytes=max_line_bytes)
+        progress.emit("load", chunk.end - chunk.start)  # the child's own events do not reach this process
+    else:
+        result = loader.load_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
+                                   max_line_bytes=max_line_bytes)
     get_run_logger().info("chunk %d: %s %d rows, %d rejects in %.1fs", chunk.index,
                           "skipped (already committed)," if result.skipped else "loaded", result.rows_loaded,
                           result.rows_rejected, result.duration_s)
