@@ -1,0 +1,153 @@
+"""The webhook API's read endpoints: ``GET /jobs/{id}`` (status, counts, per-chunk progress) and
+``GET /jobs/{id}/rejects`` (JSON pages, or every matching reject as a streamed CSV).
+
+Requires: the database of the ``CLIENTES_*`` settings; the bearer token too when
+``CLIENTES_API_AUTH_READS`` is set (rejects hold personal data).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.exc import DBAPIError
+
+from clientes_ingest import jobs
+from clientes_ingest.db import ingest_rejects
+from deployments.api_context import ApiContext, CamelModel, scrub
+from deployments.upload import ApiError
+
+MAX_REJECTS_PAGE = 1000
+
+
+class ChunkProgress(CamelModel):
+    chunk_no: int
+    status: str
+    attempts: int
+    first_line: int
+    line_count: int
+    rows_loaded: int | None
+    rows_rejected: int | None
+    duration_s: float | None
+    error: str | None
+
+
+class JobResponse(CamelModel):
+    job_id: int
+    status: str
+    file_name: str
+    size_bytes: int | None
+    sha256: str | None
+    chunk_count: int
+    chunks_done: int
+    total_lines: int
+    blank_lines: int
+    rows_loaded: int
+    rows_rejected: int
+    duration_s: float | None
+    error: str | None
+    rejects_by_reason: dict[str, int]
+    chunks: list[ChunkProgress]
+
+
+class RejectItem(CamelModel):
+    line_number: int
+    reason: str
+    raw_line: str
+    raw_length: int
+
+
+class RejectsPage(CamelModel):
+    job_id: int
+    offset: int
+    limit: int
+    reason: str | None
+    total: int
+    items: list[RejectItem]
+    next_offset: int | None
+
+
+
+def jobs_router(ctx: ApiContext) -> APIRouter:
+    """``GET /jobs/{id}`` and ``GET /jobs/{id}/rejects``, open unless ``CLIENTES_API_AUTH_READS`` is set."""
+    router = APIRouter(tags=["jobs"], dependencies=[Depends(ctx.require_read)])
+
+    @router.get("/jobs/{job_id}", response_model=JobResponse, responses={404: {"description": "no such job"}})
+    def get_job(job_id: int) -> JobResponse:
+        """A job's status and counts, its rejects by reason and per-chunk progress."""
+        engine = ctx.engine()
+        summary = _read_job(ctx, job_id)
+        try:
+            chunks = jobs.job_chunks(engine, job_id)
+        except DBAPIError as exc:
+            raise ctx.db_unavailable(exc) from None
+        return JobResponse(
+            job_id=summary.job_id, status=summary.status, file_name=summary.file_name,
+            size_bytes=summary.size_bytes, sha256=summary.sha256, chunk_count=summary.chunk_count,
+            chunks_done=summary.chunks_done, total_lines=summary.total_lines, blank_lines=summary.blank_lines,
+            rows_loaded=summary.rows_loaded, rows_rejected=summary.rows_rejected, duration_s=summary.duration_s,
+            error=scrub(summary.error, ctx.secrets) if summary.error else None,
+            rejects_by_reason=summary.rejects_by_reason,
+            chunks=[ChunkProgress.model_validate(c) for c in chunks])
+
+    @router.get("/jobs/{job_id}/rejects", response_model=RejectsPage,
+                responses={200: {"content": {"text/csv": {}}}})
+    def get_rejects(
+        job_id: int,
+        offset: int = Query(0, ge=0),
+        limit: int = Query(100, ge=1, le=MAX_REJECTS_PAGE),
+        reason: str | None = Query(None, max_length=32, description="only this reason code"),
+        format: Literal["json", "csv"] = Query("json", description="csv: every matching reject, streamed"),  # noqa: A002
+    ) -> Response:
+        """A page of a job's rejects in line order; ``format=csv`` downloads all of them (filtered by reason)."""
+        engine = ctx.engine()
+        summary = _read_job(ctx, job_id)
+        if format == "csv":
+            disposition = f'attachment; filename="job-{job_id}-rejects.csv"'
+            return StreamingResponse(_rejects_csv(engine, job_id, reason), media_type="text/csv; charset=utf-8",
+                                     headers={"Content-Disposition": disposition})
+        try:
+            items = jobs.list_rejects(engine, job_id, offset=offset, limit=limit, reason=reason)
+        except DBAPIError as exc:
+            raise ctx.db_unavailable(exc) from None
+        total = summary.rejects_by_reason.get(reason, 0) if reason else sum(summary.rejects_by_reason.values())
+        page = RejectsPage(job_id=job_id, offset=offset, limit=limit, reason=reason, total=total,
+                           items=[RejectItem.model_validate(i) for i in items],
+                           next_offset=offset + len(items) if offset + len(items) < total else None)
+        return JSONResponse(page.model_dump(by_alias=True))
+
+    return router
+
+
+def _read_job(ctx: ApiContext, job_id: int) -> jobs.JobSummary:
+    try:
+        return jobs.get_job(ctx.db.engine, job_id)
+    except jobs.JobError as exc:
+        raise ApiError(404, str(exc), "list jobs with `clientes-ingest jobs`") from None
+    except DBAPIError as exc:
+        raise ctx.db_unavailable(exc) from None
+
+
+def _rejects_csv(engine: sa.Engine, job_id: int, reason: str | None, page: int = 5000) -> Iterator[bytes]:
+    """Every reject of a job as CSV, read in keyset pages (no OFFSET scans) so it streams in bounded memory."""
+    r = ingest_rejects.c
+    yield b"line_number,reason,raw_line,raw_length\r\n"
+    after = 0
+    while True:
+        query = sa.select(r.line_number, r.reason, r.raw_line, r.raw_length).where(
+            r.job_id == job_id, r.line_number > after)
+        if reason:
+            query = query.where(r.reason == reason)
+        with engine.connect() as conn:
+            rows = conn.execute(query.order_by(r.line_number).limit(page)).all()
+        if not rows:
+            return
+        out = io.StringIO()
+        csv.writer(out).writerows(rows)
+        yield out.getvalue().encode("utf-8")
+        after = rows[-1][0]

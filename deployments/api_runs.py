@@ -1,0 +1,213 @@
+"""The webhook API's endpoints that start runs: ``POST /process`` (a streamed multipart upload, stored,
+hashed and planned in one pass) and ``POST /runs`` (an object already in storage, idempotent per object
+version). Both pre-register the job, launch its run through ``deployments.launch`` and acknowledge.
+
+Requires: the bearer token (``CLIENTES_API_TOKEN``), the storage and database of the ``CLIENTES_*``
+settings; S3 objects must be in ``CLIENTES_S3_BUCKET``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from python_multipart.multipart import parse_options_header
+from sqlalchemy.exc import DBAPIError
+
+from clientes_ingest import jobs
+from clientes_ingest.chunks import ChunkPlanner
+from clientes_ingest.storage import LocalStorage, StorageError
+from deployments.api_context import ApiContext, CamelModel, scrub
+from deployments.launch import LaunchError
+from deployments.upload import ENVELOPE_SLACK, ApiError, UploadReader, UploadTooLarge, upload_name
+
+logger = logging.getLogger("clientes_ingest.api")
+
+
+class ProcessResponse(CamelModel):
+    job_id: int
+    flow_run_id: str
+    total_lines: int
+    chunks_created: int
+    chunk_size: int
+    file_name: str
+    size_bytes: int
+    sha256: str
+    mode: str
+
+
+class RunRequest(BaseModel):
+    source: str = Field(description="object already in storage, e.g. s3://clientes-ingest/incoming/x.dat")
+
+
+class RunResponse(CamelModel):
+    job_id: int | None
+    flow_run_id: str
+    source: str
+    created: bool
+    version: str | None
+    mode: str
+
+
+@dataclass
+class StoredUpload:
+    uri: str
+    name: str
+    size: int
+    sha256: str
+    total_lines: int
+    chunk_count: int
+
+
+def store_upload(ctx: ApiContext, pull: Callable[[], bytes | None], boundary: bytes) -> StoredUpload:
+    """Stream the ``file`` part into storage, hashing it and planning its chunks (run in a thread)."""
+    reader = UploadReader(pull, boundary, ctx.config.max_upload_bytes)
+    name = upload_name(reader.open_file())
+    planner = ChunkPlanner(ctx.settings.chunk_size)
+    try:
+        stored = ctx.storage.store(reader, name, planner.feed)
+    except StorageError as exc:
+        raise ApiError(503, "cannot store the upload", scrub(str(exc), ctx.secrets)) from None
+    reader.drain()
+    chunks = planner.finish()
+    return StoredUpload(stored.uri, stored.name, stored.size, stored.sha256, planner.total_lines, len(chunks))
+
+
+def runs_router(ctx: ApiContext) -> APIRouter:
+    """``POST /process`` and ``POST /runs``, both behind the bearer token."""
+    router = APIRouter(tags=["runs"], dependencies=[Depends(ctx.require_token)])
+    config, settings = ctx.config, ctx.settings
+
+    @router.post("/process", status_code=202, response_model=ProcessResponse,
+                 openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                     "type": "object", "required": ["file"],
+                     "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
+    async def process(request: Request) -> JSONResponse:
+        """Upload a CLIENTES file (multipart field ``file``); it is stored, and an ingest run starts."""
+        media, options = parse_options_header(request.headers.get("content-type", ""))
+        if media != b"multipart/form-data" or not options.get(b"boundary"):
+            raise ApiError(415, "expected a multipart/form-data upload",
+                           'send the file as the form field "file", e.g. curl -F "file=@CLIENTES_IN_0425.dat"')
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > config.max_upload_bytes + ENVELOPE_SLACK:
+            raise UploadTooLarge(config.max_upload_bytes)
+        stream = request.stream().__aiter__()
+
+        async def next_chunk() -> bytes | None:
+            async for chunk in stream:
+                if chunk:
+                    return chunk
+            return None
+
+        def pull() -> bytes | None:
+            return anyio.from_thread.run(next_chunk)
+
+        ctx.metrics.uploads_active.inc()
+        ctx.uploads_in_progress += 1
+        try:
+            upload = await anyio.to_thread.run_sync(store_upload, ctx, pull, options[b"boundary"],
+                                                    limiter=ctx.upload_limiter)
+        finally:
+            ctx.metrics.uploads_active.dec()
+            ctx.uploads_in_progress -= 1
+        ctx.metrics.uploads.inc()
+        ctx.metrics.upload_bytes.inc(upload.size)
+        if upload.size == 0:
+            raise ApiError(422, f"{upload.name} is empty", "upload a file with at least one line")
+        job_id, result = await anyio.to_thread.run_sync(_start, ctx, upload.uri, upload.name, None)
+        ctx.metrics.runs.labels("/process", result.mode).inc()
+        logger.info("upload %s (%d bytes, %d lines) -> job %d, run %s", upload.name, upload.size,
+                    upload.total_lines, job_id, result.flow_run_id)
+        body = ProcessResponse(job_id=job_id, flow_run_id=result.flow_run_id, total_lines=upload.total_lines,
+                               chunks_created=upload.chunk_count, chunk_size=settings.chunk_size,
+                               file_name=upload.name, size_bytes=upload.size, sha256=upload.sha256,
+                               mode=result.mode)
+        return JSONResponse(body.model_dump(by_alias=True), 202)
+
+    @router.post("/runs", response_model=RunResponse,
+                 responses={200: {"description": "this object version already has a run"},
+                            202: {"description": "run created"}})
+    async def runs(body: RunRequest) -> JSONResponse:
+        """Start a run for an object already in storage; the same object version always answers the same run."""
+        version, key = await anyio.to_thread.run_sync(_object_version, ctx, body.source)
+        existing = await anyio.to_thread.run_sync(ctx.launcher.find, key)
+        if existing is None:
+            job_id, result = await anyio.to_thread.run_sync(_start, ctx, body.source,
+                                                            body.source.rsplit("/", 1)[-1], key)
+            if not result.created:  # another request with this key won the race: ours is not needed
+                await anyio.to_thread.run_sync(jobs.fail_job, ctx.db.engine, job_id,
+                                               f"duplicate request: run {result.flow_run_id} handles this object")
+                job_id = result.job_id if result.job_id is not None else job_id
+        else:
+            result, job_id = existing, existing.job_id  # type: ignore[assignment]
+        if result.created:
+            ctx.metrics.runs.labels("/runs", result.mode).inc()
+        else:
+            ctx.metrics.existing.labels("/runs").inc()
+        out = RunResponse(job_id=job_id, flow_run_id=result.flow_run_id, source=body.source,
+                          created=result.created, version=version, mode=result.mode)
+        return JSONResponse(out.model_dump(by_alias=True), 202 if result.created else 200)
+
+    return router
+
+
+def _start(ctx: ApiContext, source: str, name: str, key: str | None) -> tuple[int, Any]:
+    """Pre-register the job, then launch its run; a run that cannot start fails the job (503)."""
+    try:
+        job_id = jobs.create_pending_job(ctx.engine(), source, name[:255])
+    except DBAPIError as exc:
+        raise ctx.db_unavailable(exc) from None
+    try:
+        result = ctx.launcher.launch(source, job_id=job_id, idempotency_key=key,
+                                     chunk_size=str(ctx.settings.chunk_size))
+    except LaunchError as exc:
+        message = scrub(str(exc), ctx.secrets)
+        jobs.fail_job(ctx.db.engine, job_id, f"could not start the ingest run: {message}")
+        raise ApiError(503, "cannot start the ingest run", message) from None
+    return job_id, result
+
+
+def _object_version(ctx: ApiContext, source: str) -> tuple[str, str]:
+    """The object's version (S3 VersionId or ETag; local size+mtime) and the run's idempotency key."""
+    if source.startswith("s3://"):
+        from clientes_ingest.s3 import S3Storage, split_s3_uri
+
+        try:
+            bucket, key = split_s3_uri(source)
+        except StorageError as exc:
+            raise ApiError(422, str(exc)) from None
+        if bucket != ctx.settings.s3_bucket:
+            raise ApiError(422, f"{source} is not in the configured bucket {ctx.settings.s3_bucket}",
+                           "point CLIENTES_S3_BUCKET at it, or copy the object there")
+        s3 = ctx.storage if isinstance(ctx.storage, S3Storage) else S3Storage.from_settings(ctx.settings, source)
+        try:
+            head = s3.client.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code in {"404", "NoSuchKey", "NotFound"}:
+                raise ApiError(404, f"cannot read {source}: no such object") from None
+            raise ApiError(503, f"cannot check {source}", scrub(f"{type(exc).__name__}: {exc}", ctx.secrets)) \
+                from None
+        version = head.get("VersionId") or str(head.get("ETag", "")).strip('"')
+        identity = f"{bucket}\n{key}\n{head.get('VersionId') or ''}\n{head.get('ETag', '')}"
+    elif source.startswith("file://") and isinstance(ctx.storage, LocalStorage) and ctx.storage.owns(source):
+        from clientes_ingest.staging import local_path
+
+        try:
+            info = local_path(source).stat()
+        except OSError:
+            raise ApiError(404, f"cannot read {source}: no such file") from None
+        version = f"{info.st_size}-{info.st_mtime_ns}"
+        identity = f"{local_path(source).resolve()}\n{version}"
+    else:
+        raise ApiError(422, f"{source} is not an object of the configured storage",
+                       f"use s3://{ctx.settings.s3_bucket}/... or a file:// URI under the storage root")
+    return version, "api-run:" + hashlib.sha256(identity.encode()).hexdigest()
+
