@@ -5,7 +5,9 @@ each has used. Processes that exit between two samples keep their last sample (t
 a second of CPU is lost; RSS peaks shorter than the interval can be missed: the per-chunk
 ``ru_maxrss`` in ``ingest_chunks.peak_rss_bytes`` is the exact counterpart). PostgreSQL backends are
 not children of the client: pass ``watch_names={"postgres"}`` to add the server's processes, reported
-apart. The whole machine's busy CPU over the run is recorded too: on a shared machine it says how much
+apart. Each process records whether it is the measured command (``root``) and its command line, read
+again on every sample (a child first seen between fork and exec shows its parent's; bench.roles names
+processes by it). The whole machine's busy CPU over the run is recorded too: on a shared machine it says how much
 other work competed with the measured one.
 """
 
@@ -25,6 +27,7 @@ class ProcStats:
     name: str
     cmdline: str
     role: str  # "tree" (the command and its children) or "server" (a watched server process)
+    root: bool = False  # the measured command itself
     peak_rss: int = 0
     cpu_first: float | None = None
     cpu_last: float = 0.0
@@ -34,7 +37,7 @@ class ProcStats:
         return self.cpu_last - (self.cpu_first or 0.0)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pid": self.pid, "name": self.name, "cmdline": self.cmdline, "role": self.role,
+        return {"pid": self.pid, "name": self.name, "cmdline": self.cmdline, "role": self.role, "root": self.root,
                 "peak_rss_mib": round(self.peak_rss / 2**20, 1), "cpu_seconds": round(self.cpu_seconds, 2)}
 
 
@@ -101,9 +104,14 @@ class TreeSampler:
                     times = proc.cpu_times()
                     stats = self.procs.get(proc.pid)
                     if stats is None:
-                        cmd = " ".join(proc.cmdline())[:160]
-                        stats = self.procs[proc.pid] = ProcStats(proc.pid, proc.name(), cmd, role)
+                        cmd = " ".join(proc.cmdline())[:200]
+                        stats = self.procs[proc.pid] = ProcStats(proc.pid, proc.name(), cmd, role,
+                                                                 root=proc.pid == self.root_pid)
                         stats.cpu_first = self._baseline.get(proc.pid, 0.0)
+                    elif role == "tree" and not stats.root:
+                        # A child first seen between fork and exec shows its parent's command line:
+                        # read it again (chunk workers are told apart by theirs).
+                        stats.name, stats.cmdline = proc.name(), " ".join(proc.cmdline())[:200]
             except psutil.Error:
                 continue
             stats.peak_rss = max(stats.peak_rss, rss)
