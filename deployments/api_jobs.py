@@ -10,15 +10,15 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import Field
 from sqlalchemy.exc import DBAPIError
 
 from clientes_ingest import jobs
-from clientes_ingest.db import ingest_rejects
 from deployments.api_context import ApiContext, CamelModel, scrub
 from deployments.upload import ApiError
 
@@ -64,13 +64,14 @@ class RejectItem(CamelModel):
 
 class RejectsPage(CamelModel):
     job_id: int
-    offset: int
+    offset: int | None = Field(description="the offset asked for; null when the page was asked with after")
+    after: int | None = Field(description="the cursor asked for (line number), or null")
     limit: int
     reason: str | None
     total: int
     items: list[RejectItem]
-    next_offset: int | None
-
+    next_offset: int | None = Field(description="offset of the next page (offset paging only); null at the end")
+    next_after: int | None = Field(description="cursor of the next page: pass it as after; null at the end")
 
 
 def jobs_router(ctx: ApiContext) -> APIRouter:
@@ -99,26 +100,33 @@ def jobs_router(ctx: ApiContext) -> APIRouter:
                 responses={200: {"content": {"text/csv": {}}}})
     def get_rejects(
         job_id: int,
-        offset: int = Query(0, ge=0),
+        after: int | None = Query(None, ge=0, description="cursor: the nextAfter of the previous page (a line "
+                                                           "number); every page then costs the same"),
+        offset: int = Query(0, ge=0, description="rejects to skip (scans them); prefer after"),
         limit: int = Query(100, ge=1, le=MAX_REJECTS_PAGE),
         reason: str | None = Query(None, max_length=32, description="only this reason code"),
         format: Literal["json", "csv"] = Query("json", description="csv: every matching reject, streamed"),  # noqa: A002
     ) -> Response:
-        """A page of a job's rejects in line order; ``format=csv`` downloads all of them (filtered by reason)."""
+        """A page of a job's rejects in line order (follow ``nextAfter``); ``format=csv`` downloads all of them."""
         engine = ctx.engine()
         summary = _read_job(ctx, job_id)
         if format == "csv":
             disposition = f'attachment; filename="job-{job_id}-rejects.csv"'
             return StreamingResponse(_rejects_csv(engine, job_id, reason), media_type="text/csv; charset=utf-8",
                                      headers={"Content-Disposition": disposition})
+        if after is not None and offset:
+            raise ApiError(422, "pass either after or offset, not both",
+                           "follow nextAfter from the previous page (or nextOffset, with offset alone)")
         try:
-            items = jobs.list_rejects(engine, job_id, offset=offset, limit=limit, reason=reason)
+            items, more = _rejects_page(engine, job_id, after, offset, limit, reason)
         except DBAPIError as exc:
             raise ctx.db_unavailable(exc) from None
         total = summary.rejects_by_reason.get(reason, 0) if reason else sum(summary.rejects_by_reason.values())
-        page = RejectsPage(job_id=job_id, offset=offset, limit=limit, reason=reason, total=total,
-                           items=[RejectItem.model_validate(i) for i in items],
-                           next_offset=offset + len(items) if offset + len(items) < total else None)
+        by_offset = after is None
+        page = RejectsPage(job_id=job_id, offset=offset if by_offset else None, after=after, limit=limit,
+                           reason=reason, total=total, items=[RejectItem.model_validate(i) for i in items],
+                           next_offset=offset + len(items) if by_offset and more else None,
+                           next_after=items[-1]["line_number"] if more else None)
         return JSONResponse(page.model_dump(by_alias=True))
 
     return router
@@ -133,21 +141,21 @@ def _read_job(ctx: ApiContext, job_id: int) -> jobs.JobSummary:
         raise ctx.db_unavailable(exc) from None
 
 
-def _rejects_csv(engine: sa.Engine, job_id: int, reason: str | None, page: int = 5000) -> Iterator[bytes]:
-    """Every reject of a job as CSV, read in keyset pages (no OFFSET scans) so it streams in bounded memory."""
-    r = ingest_rejects.c
+def _rejects_page(engine: sa.Engine, job_id: int, after: int | None, offset: int, limit: int,
+                  reason: str | None) -> tuple[list[dict[str, Any]], bool]:
+    """One page of ``jobs.list_rejects`` (an offset becomes its cursor first) and whether more follow."""
+    if offset:
+        after = jobs.reject_line_at(engine, job_id, offset - 1, reason=reason)
+        if after is None:  # past the last reject
+            return [], False
+    rows = jobs.list_rejects(engine, job_id, after=after, limit=limit + 1, reason=reason)
+    return rows[:limit], len(rows) > limit
+
+
+def _rejects_csv(engine: sa.Engine, job_id: int, reason: str | None) -> Iterator[bytes]:
+    """Every matching reject as CSV, one ``jobs.reject_pages`` page at a time, so it streams in bounded memory."""
     yield b"line_number,reason,raw_line,raw_length\r\n"
-    after = 0
-    while True:
-        query = sa.select(r.line_number, r.reason, r.raw_line, r.raw_length).where(
-            r.job_id == job_id, r.line_number > after)
-        if reason:
-            query = query.where(r.reason == reason)
-        with engine.connect() as conn:
-            rows = conn.execute(query.order_by(r.line_number).limit(page)).all()
-        if not rows:
-            return
+    for rows in jobs.reject_pages(engine, job_id, reason=reason):
         out = io.StringIO()
-        csv.writer(out).writerows(rows)
+        csv.writer(out).writerows((r["line_number"], r["reason"], r["raw_line"], r["raw_length"]) for r in rows)
         yield out.getvalue().encode("utf-8")
-        after = rows[-1][0]

@@ -10,6 +10,7 @@ Requires: an engine whose schema exists (``Database.ensure_schema``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -357,13 +358,48 @@ def job_chunks(engine: Engine, job_id: int) -> list[dict[str, Any]]:
 
 
 def list_rejects(
-    engine: Engine, job_id: int, *, offset: int = 0, limit: int = 100, reason: str | None = None
+    engine: Engine, job_id: int, *, after: int | None = None, limit: int = 100, reason: str | None = None
 ) -> list[dict[str, Any]]:
-    """A page of a job's rejects in line order."""
+    """A page of a job's rejects in line order: the first ``limit`` whose line number is above ``after``.
+
+    Keyset paging on the table's key (job, line number): pass the last line number of a page as ``after``
+    to get the next one. Every page is an index seek, however deep, where OFFSET would scan the skipped rows.
+    """
     r = ingest_rejects.c
     query = sa.select(r.line_number, r.reason, r.raw_line, r.raw_length).where(r.job_id == job_id)
+    if after is not None:
+        query = query.where(r.line_number > after)
     if reason:
         query = query.where(r.reason == reason)
     with engine.connect() as conn:
-        rows = conn.execute(query.order_by(r.line_number).offset(offset).limit(limit)).mappings()
+        rows = conn.execute(query.order_by(r.line_number).limit(limit)).mappings()
         return [dict(row) for row in rows]
+
+
+def reject_pages(
+    engine: Engine, job_id: int, *, reason: str | None = None, page_size: int = 5000
+) -> Iterator[list[dict[str, Any]]]:
+    """Every reject of a job (or of one reason) in line order, as ``list_rejects`` pages: bounded memory."""
+    after: int | None = None
+    while True:
+        rows = list_rejects(engine, job_id, after=after, limit=page_size, reason=reason)
+        if rows:
+            yield rows
+        if len(rows) < page_size:
+            return
+        after = rows[-1]["line_number"]
+
+
+def reject_line_at(engine: Engine, job_id: int, position: int, *, reason: str | None = None) -> int | None:
+    """The line number of the reject at 0-based ``position`` in line order, None past the last one.
+
+    Turns an offset into a ``list_rejects`` cursor: ``after=reject_line_at(offset - 1)``. It walks the key
+    up to ``position`` (an index-only scan), so it is for callers that only know an offset.
+    """
+    r = ingest_rejects.c
+    query = sa.select(r.line_number).where(r.job_id == job_id)
+    if reason:
+        query = query.where(r.reason == reason)
+    with engine.connect() as conn:
+        line = conn.execute(query.order_by(r.line_number).offset(position).limit(1)).scalar_one_or_none()
+    return None if line is None else int(line)
