@@ -5,7 +5,8 @@ provisioned like ``clientes-ingest aws init``), a Prefect server with its UI, th
 ``local-process`` with the blocks and the deployment ``ingest-clientes/local`` applied from prefect.yaml,
 a worker, the SQS trigger service and the webhook API. It waits for each one to answer its health check
 before starting the next and fails naming the service and its log file. ``stop()`` terminates every
-child and their descendants (a process worker runs flows in new sessions), then kills what is left.
+child and their descendants (a process worker runs flows in new sessions), then kills what is left;
+the children are started, health-waited and stopped by a ``supervise.Supervisor``.
 Every child gets the same ``CLIENTES_*`` environment (uploads are stored under
 ``CLIENTES_S3_UPLOAD_PREFIX``, outside the watched ``incoming/``, so an API upload is not also
 picked up by the trigger); state and logs (one file per service) live under the state directory,
@@ -17,25 +18,33 @@ Requires: the project checkout (prefect.yaml; found from the working directory, 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import importlib.util
 import json
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
+
+from clientes_ingest.supervise import (
+    EXIT_FAILED,
+    Service,
+    StackError,
+    Supervisor,
+    free_port,
+    http_status,
+    log_tail,
+    port_in_use,
+)
+
+__all__ = ["DevStack", "Service", "StackError", "banner", "find_project_dir", "free_port", "http_status",
+           "log_tail", "port_in_use", "run_dev_stack"]
 
 LOCAL_DEPLOYMENT = "ingest-clientes/local"
 LOCAL_POOL = "local-process"
@@ -45,66 +54,7 @@ FAKE_AWS_KEY = "testing"  # moto accepts any key pair; these are not credentials
 # Settings of the caller's Prefect that would point the children at another API, home or database.
 _FOREIGN_PREFECT = ("PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE", "PREFECT_SERVER_DATABASE_",
                     "PREFECT_UI_", "PREFECT_CLOUD_")
-EXIT_FAILED, EXIT_DB = 1, 3
-
-
-class StackError(RuntimeError):
-    """The stack could not start; the message names the service and where its log is."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class Service:
-    """A long-running child process of the stack."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def http_status(url: str, *, timeout: float = 2.0, body: bytes | None = None) -> tuple[int, bytes]:
-    """Status and body of a GET (or a JSON POST when ``body`` is given); 0 when nothing answers."""
-    headers = {"Content-Type": "application/json"} if body else {}
-    request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - our own http:// URLs
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-    except (OSError, ValueError):
-        return 0, b""
-
-
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "(log is empty)"
+EXIT_DB = 3
 
 
 def find_project_dir(explicit: str | Path | None = None) -> Path:
@@ -154,13 +104,24 @@ class DevStack:
         self.token_generated = not given
         self.api_token = given or secrets.token_urlsafe(24)
         self.bucket, self.queue_name = bucket, queue_name
-        self.startup_timeout, self.stop_timeout = startup_timeout, stop_timeout
+        self.startup_timeout = startup_timeout
         self._base_env = base
         self._echo = echo or (lambda _message: None)
-        self.services: list[Service] = []
-        self.env: dict[str, str] = {}
+        self.supervisor = Supervisor(self.log_dir, cwd=self.project_dir, stop_timeout=stop_timeout, echo=self._echo)
         self._lock: IO[str] | None = None
-        self._seen: dict[int, psutil.Process] = {}  # every process of the stack, to check they are gone
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The children's environment (built by ``prepare()``)."""
+        return self.supervisor.env
+
+    @env.setter
+    def env(self, env: dict[str, str]) -> None:
+        self.supervisor.env = env
+
+    @property
+    def services(self) -> list[Service]:
+        return self.supervisor.services
 
     # ------------------------------------------------------------------------------------------ URLs
 
@@ -212,12 +173,13 @@ class DevStack:
                                                            "--overwrite")),
                            ("blocks", [sys.executable, "-m", "blocks.register"]))
             worker_port = free_port(self.client_host)
-            worker = self._spawn("worker", self.prefect_args("worker", "start", "--pool", LOCAL_POOL, "--type",
-                                                             "process", "--with-healthcheck"),
-                                 {"PREFECT_WORKER_WEBSERVER_HOST": self.client_host,
-                                  "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port)})
+            worker_args = self.prefect_args("worker", "start", "--pool", LOCAL_POOL, "--type", "process",
+                                            "--with-healthcheck")
+            worker = self.supervisor.spawn("worker", worker_args,
+                                           {"PREFECT_WORKER_WEBSERVER_HOST": self.client_host,
+                                            "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port)})
             self.deploy(LOCAL_DEPLOYMENT)  # while the worker boots: it only needs the pool
-            self._wait_http(worker, f"http://{self.client_host}:{worker_port}/health", timeout=60,
+            self.supervisor.wait_http(worker, f"http://{self.client_host}:{worker_port}/health", timeout=60,
                             ready=self._worker_online)
             self.add_service("trigger", [sys.executable, "-m", "deployments.trigger"], f"{self.trigger_url}/health")
             self.add_service("api", [sys.executable, "-m", "deployments.api", "--host", self.host,
@@ -242,9 +204,7 @@ class DevStack:
     def add_service(self, name: str, args: Sequence[str], health_url: str, *, timeout: float = 60.0,
                     extra: Mapping[str, str] | None = None, ready: Callable[[], bool] | None = None) -> Service:
         """Start a child (own process group, log ``<name>.log``) and wait until ``health_url`` answers 200."""
-        service = self._spawn(name, args, extra)
-        self._wait_http(service, health_url, timeout=timeout, ready=ready)
-        return service
+        return self.supervisor.add_service(name, args, health_url, timeout=timeout, extra=extra, ready=ready)
 
     def _take_lock(self) -> None:
         lock = (self.state_dir / "stack.lock").open("w")
@@ -338,35 +298,6 @@ class DevStack:
                              f"{self.log_dir / 'moto.log'}") from None
         self._echo(f"moto: bucket {self.bucket}, queue {self.queue_name} (+ DLQ) and the notification created")
 
-    def _spawn(self, name: str, args: Sequence[str], extra: Mapping[str, str] | None = None) -> Service:
-        log_path = self.log_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            # A session of its own: Ctrl-C in the terminal reaches only us, and we stop the group in order.
-            process = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       env={**self.env, **(extra or {})}, cwd=self.project_dir,
-                                       start_new_session=True)
-        service = Service(name, process, log_path)
-        self.services.append(service)
-        self._remember(process.pid)
-        self._echo(f"{name}: started (pid {process.pid}, log {log_path})")
-        return service
-
-    def _wait_http(self, service: Service, url: str, *, timeout: float,
-                   ready: Callable[[], bool] | None = None) -> None:
-        name = service.name
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = service.process.poll()
-            if code is not None:
-                raise StackError(f"{name} exited with code {code} before answering {url}; see {service.log_path}:\n"
-                                 f"{log_tail(service.log_path)}")
-            if http_status(url)[0] == 200 and (ready is None or ready()):
-                self._echo(f"{name}: healthy at {url}")
-                return
-            time.sleep(0.25)
-        raise StackError(f"{name} did not answer {url} within {timeout:.0f}s; see {service.log_path}:\n"
-                         f"{log_tail(service.log_path)}")
-
     def _worker_online(self) -> bool:
         """The worker has registered with its pool (its health endpoint answers before that)."""
         code, body = http_status(f"{self.prefect_api_url}/work_pools/{LOCAL_POOL}/workers/filter", body=b"{}")
@@ -374,35 +305,7 @@ class DevStack:
 
     def run_tools(self, *tools: tuple[str, Sequence[str]], timeout: float = 180.0) -> None:
         """Run one-shot commands at once with the stack's env from the project dir (log ``<name>.log``)."""
-        running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-        for name, args in tools:
-            log_path = self.log_dir / f"{name}.log"
-            with log_path.open("ab") as log:
-                log.write(f"$ {' '.join(args)}\n".encode())
-                log.flush()
-                running.append((name, subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log,
-                                                       stderr=subprocess.STDOUT, env=self.env,
-                                                       cwd=self.project_dir), log_path))
-        deadline = time.monotonic() + timeout
-        failures: list[str] = []
-        try:
-            for name, process, log_path in running:
-                try:
-                    code = process.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    failures.append(f"{name} did not finish within {timeout:.0f}s; see {log_path}")
-                    continue
-                if code != 0:
-                    failures.append(f"{name} failed with code {code}; see {log_path}:\n{log_tail(log_path)}")
-                else:
-                    self._echo(f"{name}: done")
-        finally:  # timed out, or Ctrl-C while waiting: no tool outlives the call
-            for _name, process, _log in running:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-        if failures:
-            raise StackError("\n".join(failures))
+        self.supervisor.run_tools(*tools, timeout=timeout)
 
     def prefect_args(self, *args: str) -> list[str]:
         """A ``prefect`` CLI command line (run it with ``run_tools`` against the stack's server)."""
@@ -432,77 +335,23 @@ class DevStack:
 
     # ---------------------------------------------------------------------------------------- stop
 
-    def _remember(self, pid: int) -> None:
-        with contextlib.suppress(psutil.Error):
-            self._seen.setdefault(pid, psutil.Process(pid))
-
     def processes(self) -> list[psutil.Process]:
         """Live processes of the stack: the services and everything they started."""
-        for service in self.services:
-            with contextlib.suppress(psutil.Error):
-                for child in psutil.Process(service.pid).children(recursive=True):
-                    self._remember(child.pid)
-        return [p for p in self._seen.values() if _alive(p)]
+        return self.supervisor.processes()
 
     def seen_pids(self) -> set[int]:
         """Every PID the stack started or saw under its services (to check that none is left)."""
-        return set(self._seen)
+        return self.supervisor.seen_pids()
 
     def dead_service(self) -> Service | None:
-        return next((s for s in self.services if s.process.poll() is not None), None)
+        return self.supervisor.dead_service()
 
     def stop(self) -> None:
         """Terminate clients first (API, trigger, worker with its flow runs), then the servers; kill leftovers."""
-        servers = {"prefect-server", "moto"}
-        self._terminate([s for s in reversed(self.services) if s.name not in servers])
-        self._terminate([s for s in reversed(self.services) if s.name in servers])
-        leftovers = [p for p in self._seen.values() if _alive(p)]  # e.g. a flow run whose worker died earlier
-        for proc in leftovers:
-            with contextlib.suppress(psutil.Error):
-                proc.terminate()
-        self._kill_after_timeout(leftovers)
-        for service in self.services:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                service.process.wait(timeout=5)  # reap, so no zombie outlives the stack
-        self.services.clear()
+        self.supervisor.stop(servers={"prefect-server", "moto"})
         if self._lock is not None:
             self._lock.close()
             self._lock = None
-
-    def _terminate(self, services: list[Service]) -> None:
-        """SIGTERM each service's group and its descendants (flow runs sit in sessions of their own)."""
-        targets: list[psutil.Process] = []
-        for service in services:
-            with contextlib.suppress(psutil.Error):
-                root = psutil.Process(service.pid)
-                targets += [root, *root.children(recursive=True)]  # before the parent dies and they re-parent
-        for proc in targets:
-            self._remember(proc.pid)
-        groups = {s.pid for s in services if s.process.poll() is None}
-        for group in groups:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, signal.SIGTERM)
-        # Exactly one SIGTERM each: a Prefect worker takes a second one as "kill the flow runs now".
-        for proc in targets:
-            with contextlib.suppress(psutil.Error, OSError):
-                if os.getpgid(proc.pid) not in groups:
-                    proc.terminate()
-        self._kill_after_timeout(targets)
-
-    def _kill_after_timeout(self, procs: list[psutil.Process]) -> None:
-        _, alive = psutil.wait_procs([p for p in procs if _alive(p)], timeout=self.stop_timeout)
-        for proc in alive:
-            self._echo(f"pid {proc.pid} did not stop within {self.stop_timeout:.0f}s: killing it")
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(alive, timeout=5)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 # ---------------------------------------------------------------------------------------- command
