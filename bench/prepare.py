@@ -17,10 +17,11 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 
 from clientes_ingest.chunks import LineBlock, iter_line_blocks
-from clientes_ingest.db import CLIENTES_COLUMNS, VALID_FIELDS, _with_constants
+from clientes_ingest.db import CLIENTES_COLUMNS, VALID_FIELDS
 from clientes_ingest.generator import generate
 from clientes_ingest.records import parse_block
 from clientes_ingest.settings import parse_file_size
+from clientes_ingest.writers import with_constants
 
 SEED = 42
 LIMIT_JOB_ID = 1
@@ -55,7 +56,7 @@ def ensure_clean(path: Path) -> Path:
         for item in iter_line_blocks(pieces, 1, block_size=8 << 20, max_line_bytes=1 << 20, file_start=True):
             if isinstance(item, LineBlock):
                 parsed = parse_block(item.data, item.first_line, file_start=item.file_start)
-                table = _with_constants(parsed.valid, VALID_FIELDS, [("j", LIMIT_JOB_ID)])
+                table = with_constants(parsed.valid, VALID_FIELDS, [("j", LIMIT_JOB_ID)])
                 pacsv.write_csv(table.rename_columns(list(CLIENTES_COLUMNS)), sink, options)
     tmp.replace(out)
     return out

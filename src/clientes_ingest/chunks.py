@@ -11,15 +11,14 @@ Two streaming pieces that never hold a whole file:
   buffered. Memory is about ``2 * block_size + max_line_bytes``.
 
 Line numbers are 1-based; a line is what ``data.split(b"\\n")`` yields, except that the empty string after
-a final ``b"\\n"`` is not a line. Requires: numpy.
+a final ``b"\\n"`` is not a line. Requires: numpy (imported only when blocks are read, so planning
+alone, in the flow-run process, does not load it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
-
-import numpy as np
 
 LONG_LINE_KEEP = 1024
 _NL = 10
@@ -231,6 +230,8 @@ class _BlockReader:
         if len(data) <= self.max_line:  # no line in it can be too long
             yield self._block(data)
             return
+        import numpy as np  # here, not at the top: the flow-run process plans chunks without numpy
+
         arr = np.frombuffer(data, dtype=np.uint8)
         ends = np.flatnonzero(arr == _NL)
         if data[-1] != _NL:

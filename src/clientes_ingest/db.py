@@ -1,7 +1,8 @@
-"""Database schema (SQLAlchemy Core, the single source of truth) and the per-dialect bulk writers.
+"""Database schema (SQLAlchemy Core, the single source of truth) and the ``Database`` handle.
 
-Dialects: SQL Server through pyodbc (``mssql+pyodbc``, ``fast_executemany``), PostgreSQL through
-psycopg 3 (``COPY ... FROM STDIN``), SQLite through ``executemany``. The high-volume tables
+Dialects: SQL Server through pyodbc (``mssql+pyodbc``), PostgreSQL through psycopg 3, SQLite. The
+bulk writers of each dialect live in ``clientes_ingest.writers`` (they need pyarrow; this module does
+not, so a process that only orchestrates stays small). The high-volume tables
 (``clientes``, ``ingest_rejects``) carry no foreign key on purpose: PostgreSQL checks a foreign key
 with a trigger per row, which would dominate the bulk load; their key ``(job, line number)`` is the
 idempotency key. Requires: the driver of the URL's dialect.
@@ -10,15 +11,10 @@ idempotency key. Requires: the driver of the URL's dialect.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import threading
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -296,103 +292,3 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-# --------------------------------------------------------------------------------------- writers
-
-
-class BulkWriter(Protocol):
-    """Appends parsed rows and rejects inside the caller's transaction."""
-
-    def write_rows(self, conn: Connection, job_id: int, valid: pa.Table) -> int: ...
-
-    def write_rejects(self, conn: Connection, job_id: int, chunk_no: int, rejects: pa.Table) -> int: ...
-
-
-def _driver(conn: Connection) -> Any:
-    """The DBAPI connection under a SQLAlchemy connection (psycopg, sqlite3 or pyodbc)."""
-    driver = conn.connection.driver_connection
-    if driver is None:
-        raise RuntimeError("the database connection is closed")
-    return driver
-
-
-def _with_constants(table: pa.Table, fields: Sequence[str], constants: Sequence[tuple[str, int]]) -> pa.Table:
-    columns = [pa.array([value] * table.num_rows, pa.int64()) for _, value in constants]
-    names = [name for name, _ in constants]
-    return pa.table(columns + [table.column(f) for f in fields], names=names + list(fields))
-
-
-class PostgresCopyWriter:
-    """PostgreSQL: ``COPY ... FROM STDIN (FORMAT csv)`` fed by pyarrow's C++ CSV writer."""
-
-    _csv = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-
-    def _copy(self, conn: Connection, table: str, columns: Sequence[str], data: pa.Table) -> int:
-        if data.num_rows == 0:
-            return 0
-        buffer = io.BytesIO()
-        pacsv.write_csv(data, buffer, self._csv)
-        cols = ", ".join(f'"{c}"' for c in columns)
-        with _driver(conn).cursor() as cursor, cursor.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:
-            copy.write(buffer.getbuffer())
-        return data.num_rows
-
-    def write_rows(self, conn: Connection, job_id: int, valid: pa.Table) -> int:
-        return self._copy(conn, "clientes", CLIENTES_COLUMNS, _with_constants(valid, VALID_FIELDS, [("j", job_id)]))
-
-    def write_rejects(self, conn: Connection, job_id: int, chunk_no: int, rejects: pa.Table) -> int:
-        data = _with_constants(rejects, REJECT_FIELDS, [("j", job_id), ("c", chunk_no)])
-        data = data.select(["j", "line_number", "c", "reason", "raw_line", "raw_length"])
-        return self._copy(conn, "ingest_rejects", REJECT_COLUMNS, data)
-
-
-class ExecutemanyWriter:
-    """SQLite (sqlite3) and SQL Server (pyodbc, fast_executemany): one DBAPI ``executemany`` a block."""
-
-    def __init__(self, *, fast_executemany: bool = False, iso_dates: bool = False) -> None:
-        self.fast_executemany = fast_executemany
-        self.iso_dates = iso_dates
-
-    def _rows(self, data: pa.Table) -> Iterable[tuple[Any, ...]]:
-        columns = []
-        for column in data.columns:
-            if self.iso_dates and pa.types.is_date(column.type):
-                column = pc.cast(column, pa.string())  # ISO text: sqlite3's date adapter is deprecated
-            columns.append(column.to_pylist())
-        return list(zip(*columns, strict=True))
-
-    def _insert(self, conn: Connection, table: str, columns: Sequence[str], data: pa.Table) -> int:
-        if data.num_rows == 0:
-            return 0
-        quote = conn.dialect.identifier_preparer.quote
-        sql = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES " \
-              f"({', '.join('?' * len(columns))})"
-        cursor = _driver(conn).cursor()
-        try:
-            if self.fast_executemany:
-                cursor.fast_executemany = True
-            cursor.executemany(sql, self._rows(data))
-        finally:
-            cursor.close()
-        return data.num_rows
-
-    def write_rows(self, conn: Connection, job_id: int, valid: pa.Table) -> int:
-        data = _with_constants(valid, VALID_FIELDS, [("j", job_id)])
-        return self._insert(conn, "clientes", CLIENTES_COLUMNS, data)
-
-    def write_rejects(self, conn: Connection, job_id: int, chunk_no: int, rejects: pa.Table) -> int:
-        data = _with_constants(rejects, REJECT_FIELDS, [("j", job_id), ("c", chunk_no)])
-        data = data.select(["j", "line_number", "c", "reason", "raw_line", "raw_length"])
-        return self._insert(conn, "ingest_rejects", REJECT_COLUMNS, data)
-
-
-def writer_for(dialect: str) -> BulkWriter:
-    """The bulk writer of a dialect name (``postgresql``, ``sqlite``, ``mssql``)."""
-    if dialect == "postgresql":
-        return PostgresCopyWriter()
-    if dialect == "sqlite":
-        return ExecutemanyWriter(iso_dates=True)
-    if dialect == "mssql":
-        return ExecutemanyWriter(fast_executemany=True)
-    raise ValueError(f"no bulk writer for dialect {dialect!r}: use postgresql, mssql or sqlite")

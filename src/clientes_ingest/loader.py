@@ -11,11 +11,9 @@ Requires: a ``Database`` whose schema exists and a ``Storage`` that holds the jo
 from __future__ import annotations
 
 import queue
-import resource
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -23,48 +21,17 @@ from sqlalchemy.engine import Engine
 
 from clientes_ingest import progress
 from clientes_ingest.chunks import ChunkSpec, LineBlock, LongLine, iter_line_blocks
-from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow, writer_for
-from clientes_ingest.records import VALID_SCHEMA, ParsedBlock, make_reject, parse_block
+from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
+from clientes_ingest.records import VALID_SCHEMA, ParsedBlock, empty_table, make_reject, parse_block
+from clientes_ingest.results import ChunkResult, peak_rss_bytes
 from clientes_ingest.storage import Storage
+from clientes_ingest.writers import writer_for
 
 T = TypeVar("T")
 
 
 class ChunkIntegrityError(RuntimeError):
     """The chunk's bytes no longer match its plan (the stored object changed after planning)."""
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    job_id: int
-    chunk_no: int
-    skipped: bool
-    lines: int
-    rows_loaded: int
-    rows_rejected: int
-    blank_lines: int
-    duration_s: float
-    peak_rss_bytes: int
-    cpu_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far.
-
-    Linux's VmHWM, which starts afresh at exec; ``ru_maxrss`` does not (a child started from a big
-    parent reports the parent's peak), so it is only the fallback where /proc is missing.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 class _Prefetch(Iterator[T]):
@@ -127,7 +94,7 @@ def parse_chunk(
             yield ParsedBlock(valid=_EMPTY_VALID, rejects=reject, blank_lines=0, lines=1), item.bytes_covered
 
 
-_EMPTY_VALID = VALID_SCHEMA.empty_table()
+_EMPTY_VALID = empty_table(VALID_SCHEMA)
 
 
 def lock_chunk(job_id: int, chunk_no: int) -> sa.Select[tuple[str]]:

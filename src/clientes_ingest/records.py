@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from clientes_ingest.reasons import REASONS, RULE_ORDER
+
 RAW_PREVIEW_CHARS = 256
 MAX_NOMBRE_COMPLETO_CHARS = 100
 MAX_BIGINT = 9_223_372_036_854_775_807
@@ -41,32 +43,6 @@ FIELD_COUNT = 7
 MAX_BLOCK_BYTES = 2**31 - 1  # Arrow string offsets are int32; callers parse a few MiB at a time
 ESTADOS = ("Activo", "Inactivo")
 
-REASONS: dict[str, str] = {
-    "encoding": "the line is not valid UTF-8 text, or holds a NUL byte (no target database stores NUL in text)",
-    "field_count": "the line does not have exactly 7 fields separated by '|'",
-    "empty_name": "nombre or apellido is empty after trimming whitespace",
-    "nombre_completo_length": "nombre + ' ' + apellido is longer than 100 characters (one outside the BMP, "
-                              "e.g. an emoji, counts 2: SQL Server's NVARCHAR(100) counts UTF-16 units)",
-    "dni": "dni is not ASCII digits only, is 0, or does not fit a BIGINT",
-    "estado": "estado is not exactly 'Activo' or 'Inactivo'",
-    "fecha_ingreso": "fechaIngreso is not a real M/D/YYYY date with a year in 1900-2100",
-    "es_pep": "esPep is not 'true' or 'false' (case-insensitive); it is required",
-    "es_sujeto_obligado": "esSujetoObligado is not 'true', 'false' (case-insensitive) or empty",
-    "line_too_long": "the line is longer than the configured maximum of bytes per line",
-}
-# Precedence of the field rules: a reject carries the first rule it breaks, in this order.
-# line_too_long is decided by the chunk reader before a line ever reaches this module.
-RULE_ORDER: tuple[str, ...] = (
-    "encoding",
-    "field_count",
-    "empty_name",
-    "nombre_completo_length",
-    "dni",
-    "estado",
-    "fecha_ingreso",
-    "es_pep",
-    "es_sujeto_obligado",
-)
 # Codes used in the per-line int8 array of parse_block: 0 valid, -1 blank, i+1 for RULE_ORDER[i].
 _CODE = {reason: i + 1 for i, reason in enumerate(RULE_ORDER)}
 _REASON_NAMES = pa.array(RULE_ORDER, pa.string())
@@ -128,6 +104,11 @@ class ParsedBlock:
 # --------------------------------------------------------------------------------------------------
 
 _DATE_RE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table of no rows (``Schema.empty_table`` would import pandas, ~50 MiB in every process)."""
+    return pa.Table.from_batches([], schema=schema)
 
 
 def preview_raw(raw: bytes) -> str:
@@ -395,7 +376,7 @@ def parse_block(data: bytes, first_line: int, *, file_start: bool = False) -> Pa
     at the very beginning.
     """
     if not data:
-        return ParsedBlock(VALID_SCHEMA.empty_table(), REJECT_SCHEMA.empty_table(), 0, 0)
+        return ParsedBlock(empty_table(VALID_SCHEMA), empty_table(REJECT_SCHEMA), 0, 0)
     if len(data) > MAX_BLOCK_BYTES:
         raise ValueError(f"block of {len(data)} bytes is too large: parse at most {MAX_BLOCK_BYTES} at a time")
     if file_start and data.startswith(BOM):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from clientes_ingest.jobs import JobSummary
-from clientes_ingest.records import REASONS
+from clientes_ingest.reasons import REASONS
 
 
 def human_bytes(value: int | float | None) -> str:

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
-from clientes_ingest import db
+from clientes_ingest import db, writers
 from clientes_ingest.cli import main
 from clientes_ingest.loader import lock_chunk
 
@@ -55,8 +55,8 @@ def test_every_job_statement_compiles_for_mssql() -> None:
 
 
 def test_mssql_writer_uses_fast_executemany() -> None:
-    writer = db.writer_for("mssql")
-    assert isinstance(writer, db.ExecutemanyWriter) and writer.fast_executemany and not writer.iso_dates
+    writer = writers.writer_for("mssql")
+    assert isinstance(writer, writers.ExecutemanyWriter) and writer.fast_executemany and not writer.iso_dates
     engine = db.create_engine(sa.engine.make_url("mssql+pyodbc://u:p@127.0.0.1:1/clientes?driver=FreeTDS"))
     assert engine.dialect.fast_executemany is True
     assert isinstance(engine.dialect, mssql.pyodbc.MSDialect_pyodbc)
