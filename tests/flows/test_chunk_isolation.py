@@ -1,15 +1,20 @@
-"""CLIENTES_CHUNK_ISOLATION=subprocess: each chunk loads in a lean child process without Prefect, with
-exactly the rows and rejects of the default (thread) mode, and a child's failure is a clear error."""
+"""CLIENTES_CHUNK_ISOLATION=subprocess: chunks load in lean, reused worker processes without Prefect, with
+exactly the rows and rejects of the default (thread) mode; a chunk's failure, or a worker's death, is a
+clear error and the next chunk gets a fresh worker."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from support.loading import rejects, rows
 
-from clientes_ingest.chunk_worker import ChunkWorkerError, run_chunk
+from clientes_ingest import chunk_worker
+from clientes_ingest.chunk_worker import ChunkWorkerError, WorkerPool, run_chunk
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database, ingest_chunks
 from clientes_ingest.generator import generate
@@ -43,7 +48,37 @@ def test_subprocess_isolation_loads_exactly_what_threads_load(
 
 def test_a_failing_chunk_process_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
     db = Database("postgresql+psycopg://app:Chunk-S3cret@127.0.0.1:1/clientes")
-    with pytest.raises(ChunkWorkerError, match=r"chunk 0 of job 7 failed in its worker process \(exit 1\)") as info:
+    with pytest.raises(ChunkWorkerError, match=r"chunk 0 of job 7 failed in its worker process: "
+                                               r"OperationalError: .*Connection refused") as info:
         run_chunk(db, LocalStorage(tmp_path), 7, (tmp_path / "x.dat").as_uri(), ChunkSpec(0, 0, 10, 1, 1),
                   block_size=MiB, max_line_bytes=MiB)
     assert "Chunk-S3cret" not in str(info.value)
+
+
+def test_workers_are_reused_across_chunks_and_a_dead_idle_worker_is_replaced(db_url: str, tmp_path: Path) -> None:
+    db = Database(db_url)
+    db.ensure_schema()
+    chunk_worker.shutdown_workers()
+    uri = (tmp_path / "missing.dat").as_uri()
+    for _ in range(2):  # a failed chunk leaves its worker usable
+        with pytest.raises(ChunkWorkerError, match="chunk 0 of job 999"):
+            run_chunk(db, LocalStorage(tmp_path), 999, uri, ChunkSpec(0, 0, 10, 1, 1), block_size=MiB,
+                      max_line_bytes=MiB)
+    [pid] = chunk_worker.worker_pids()  # one worker served both calls
+    os.kill(pid, signal.SIGKILL)  # killed while idle: the next chunk runs on a new worker, not an error
+    with pytest.raises(ChunkWorkerError, match="chunk 0 of job 999 failed in its worker process: No"):
+        run_chunk(db, LocalStorage(tmp_path), 999, uri, ChunkSpec(0, 0, 10, 1, 1), block_size=MiB,
+                  max_line_bytes=MiB)
+    [new_pid] = chunk_worker.worker_pids()
+    assert new_pid != pid
+    chunk_worker.shutdown_workers()
+    assert chunk_worker.worker_pids() == []
+
+
+def test_a_worker_that_dies_mid_chunk_is_a_clear_error_with_its_exit_code() -> None:
+    dying = WorkerPool([sys.executable, "-c", "import sys; sys.stdin.buffer.read(8); "
+                        "sys.stderr.write('worker out of memory\\n'); sys.exit(137)"])
+    with pytest.raises(ChunkWorkerError, match=r"chunk 3 of job 5 failed in its worker process \(exit 137\): "
+                                               r"worker out of memory"):
+        dying.run(b"request", "chunk 3 of job 5")
+    assert dying.idle_pids() == []  # a dead worker is never handed out again
