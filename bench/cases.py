@@ -24,6 +24,7 @@ import csv
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -196,7 +197,9 @@ def lean_chunks(path: Path, db_url: str, chunks: int, chunk_size: int, block_siz
             "rss_before_load_mib": round(rss_before / 2**20, 1),
             "peak_rss_mib": round(max(r.peak_rss_bytes for r in results) / 2**20, 1),
             "chunks": len(picked), "chunk_size": chunk_size, "block_size": block_size, "concurrency": concurrency,
-            "affinity": sorted(psutil.Process().cpu_affinity() or [])}
+            "affinity": sorted(psutil.Process().cpu_affinity() or []),
+            # Which install ran (bench.pipeline_env) and whether pandas got loaded (pyarrow pulls it in when present).
+            "clientes_ingest_path": str(Path(loader.__file__).parent), "pandas_imported": "pandas" in sys.modules}
 
 
 def pandas_naive(path: Path, db_url: str, lines: int) -> dict[str, Any]:

@@ -5,8 +5,20 @@ pre-cleaned rows), the pipeline through its real command (``clientes-ingest run`
 into the embedded SQLite default, and two baselines (the original design, naive pandas) on a subset,
 extrapolated. Every workload is its own process tree, sampled with psutil (peak RSS of each process,
 CPU seconds, PostgreSQL server CPU). Writes ``bench/results/<date>.json``, ``<date>.md`` and PNG plots.
+
+* The pipeline cases (``clientes-ingest run`` and ``lean-chunks``) run from a production-like venv
+  (bench.pipeline_env: ``pip install .``, no pandas, as in the image); ``--pipeline-env dev`` runs them
+  from the interpreter running the bench instead. Limits and baselines always use the latter.
+* ``core_pg`` runs twice per size: chunks in the flow-run process's threads (the default) and
+  ``core_pg_subprocess`` (``CLIENTES_CHUNK_ISOLATION=subprocess``: chunks in lean child processes).
+  Peak RSS is reported per process role (bench.roles: flow run, chunk worker, Prefect API server).
+* ``--split-cores`` (bench.split_cores) adds, on the main file, the COPY limit (1 connection) and both
+  core_pg variants with PostgreSQL pinned to CPU 1 and the client tree to CPU 0: the database on its
+  own host and a 1-core pod. Reported apart, each ratio against the limit measured the same way.
+
 Requires: PostgreSQL (``--pg-admin``, allowed to CREATE DATABASE), matplotlib, pandas, disk space in
-the cache directory (bench.prepare).
+the cache directory (bench.prepare), pip (the pipeline venv); ``--split-cores``: 2 CPUs, taskset and
+the right to set the affinity of the server's processes.
 """
 
 from __future__ import annotations
@@ -28,7 +40,8 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
-from bench import report
+from bench import report, split_cores
+from bench.pipeline_env import REPO, PipelineEnv, dev_env, ensure_pipeline_env
 from bench.prepare import cache_dir, ensure_clean, ensure_file
 from bench.procmon import TreeSampler
 from clientes_ingest.db import Database
@@ -42,10 +55,12 @@ PG_ADMIN = os.environ.get("CLIENTES_BENCH_PG_ADMIN", "postgresql+psycopg://postg
 class Bench:
     """One benchmark session: scratch space, throw-away databases, the measurements taken so far."""
 
-    def __init__(self, pg_admin: str, work: Path, env: dict[str, str]) -> None:
+    def __init__(self, pg_admin: str, work: Path, env: dict[str, str], pipeline: PipelineEnv | None = None) -> None:
         self.pg_admin = pg_admin
         self.work = work
         self.env = env
+        self.pipeline = pipeline or dev_env()
+        self.prefix: list[str] = []  # in front of every measured command (split cores: taskset -c 0)
         self.admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
         self.results: dict[str, Any] = {}
         self.partial: Path | None = None
@@ -76,6 +91,7 @@ class Bench:
                 watch_server: bool = True) -> dict[str, Any]:
         """Run ``cmd`` as its own process tree and sample it; the last stdout line may be JSON."""
         log = self.work / f"{label}.log"
+        cmd = [*self.prefix, *cmd]
         print(f"[bench] {label}: {' '.join(cmd)}", flush=True)
         load_before = os.getloadavg()[0]
         with log.open("w") as out:
@@ -102,15 +118,26 @@ class Bench:
     def case(self, name: str, *args: str, db: str) -> dict[str, Any]:
         return self.measure(name, [sys.executable, "-m", "bench.cases", name, *args, "--db", db])
 
-    def core_pg(self, label: str, data: Path, chunk_size: str | None = None) -> dict[str, Any]:
+    def pipeline_env(self, **extra: str) -> dict[str, str]:
+        """The environment of a pipeline case: the pipeline venv first on PATH (chunk workers and the
+        Prefect server are started with the same interpreter anyway), no PYTHONPATH leaking dev code."""
+        env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+        if self.pipeline.kind != "dev":
+            env["PATH"] = self.pipeline.bin_dir + os.pathsep + env.get("PATH", "")
+            env["VIRTUAL_ENV"] = str(Path(self.pipeline.bin_dir).parent)
+        return {**env, **extra}
+
+    def core_pg(self, label: str, data: Path, chunk_size: str | None = None,
+                isolation: str = "thread") -> dict[str, Any]:
         url = self.fresh_pg(label)
         try:
-            cmd = ["clientes-ingest", "run", str(data), "--db", url, "--quiet",
-                   "--storage-root", str(self.scratch(label) / "store")]
+            home = self.scratch(label)
+            cmd = [self.pipeline.executable("clientes-ingest"), "run", str(data), "--db", url, "--quiet",
+                   "--storage-root", str(home / "store")]
             if chunk_size:
                 cmd += ["--chunk-size", chunk_size]
-            result = self.measure(label, cmd)
-            result.update(job_figures(Database(url)))
+            result = self.measure(label, cmd, cwd=home, env=self.pipeline_env(CLIENTES_CHUNK_ISOLATION=isolation))
+            result.update(job_figures(Database(url)), environment=self.pipeline.kind, chunk_isolation=isolation)
         finally:
             self.drop_pg(url)
             shutil.rmtree(self.work / label, ignore_errors=True)
@@ -119,12 +146,12 @@ class Bench:
     def core_sqlite_default(self, label: str, data: Path) -> dict[str, Any]:
         """``clientes-ingest run FILE`` in an empty directory: SQLite ./clientes.db and ./.clientes-ingest."""
         home = self.scratch(label)
-        env = {k: v for k, v in self.env.items() if k not in ("CLIENTES_DB_URL", "CLIENTES_STORAGE_ROOT")}
+        env = {k: v for k, v in self.pipeline_env().items() if k not in ("CLIENTES_DB_URL", "CLIENTES_STORAGE_ROOT")}
         try:
-            result = self.measure(label, ["clientes-ingest", "run", str(data), "--quiet"], cwd=home, env=env,
-                                  watch_server=False)
+            result = self.measure(label, [self.pipeline.executable("clientes-ingest"), "run", str(data), "--quiet"],
+                                  cwd=home, env=env, watch_server=False)
             db = Database(f"sqlite:///{home / 'clientes.db'}")
-            result.update(job_figures(db))
+            result.update(job_figures(db), environment=self.pipeline.kind)
             db.dispose()
         finally:
             shutil.rmtree(home, ignore_errors=True)
@@ -159,6 +186,8 @@ def run_size(bench: Bench, size: str, *, baselines: bool, limit_streams: Sequenc
         finally:
             bench.drop_pg(url)
     cases["core_pg"] = bench.core_pg("core_pg", data)
+    bench.checkpoint()
+    cases["core_pg_subprocess"] = bench.core_pg("core_pg_subprocess", data, isolation="subprocess")
     bench.checkpoint()
     sqlite_dir = bench.scratch("limit_sqlite")
     try:
@@ -200,16 +229,44 @@ def run_lean(bench: Bench, size: str, chunks: int = 8) -> list[dict[str, Any]]:
     measured = []
     for label, block, concurrency, pool, pinned in LEAN_CONFIGS:
         url = bench.fresh_pg("lean")
-        cmd = [sys.executable, "-m", "bench.cases", "lean-chunks", "--file", str(data), "--db", url, "--chunks",
+        # From the repository root: ``-m bench.cases`` finds bench there, clientes_ingest in the pipeline env.
+        cmd = [bench.pipeline.python, "-m", "bench.cases", "lean-chunks", "--file", str(data), "--db", url, "--chunks",
                str(chunks), "--block-size", block, "--concurrency", str(concurrency)]
         if pinned and shutil.which("taskset"):
             cmd = ["taskset", "-c", "0", *cmd]
         try:
-            case = bench.measure("lean-chunks", cmd, env={**bench.env, "ARROW_DEFAULT_MEMORY_POOL": pool})
+            case = bench.measure("lean-chunks", cmd, cwd=REPO, env=bench.pipeline_env(ARROW_DEFAULT_MEMORY_POOL=pool))
         finally:
             bench.drop_pg(url)
-        measured.append({"config": label, **case})
+        measured.append({"config": label, "environment": bench.pipeline.kind, **case})
     return measured
+
+
+def run_split(bench: Bench, size: str) -> dict[str, Any]:
+    """The COPY limit (1 connection: the server has one core) and both core_pg variants, PostgreSQL on
+    CPU 1 and the client tree on CPU 0 (bench.split_cores)."""
+    data = ensure_file(size)
+    clean = ensure_clean(data)
+    cases: dict[str, Any] = {}
+    entry: dict[str, Any] = {"size": size, "file": {"path": str(data), "bytes": data.stat().st_size}, "cases": cases}
+    bench.results["split_cores"] = entry
+    prefix = split_cores.client_prefix()
+    with split_cores.server_pinned(bench.pg_admin) as pinning:
+        entry["pinning"] = pinning
+        bench.prefix = prefix
+        try:
+            url = bench.fresh_pg("split_copy1")
+            try:
+                cases["limit_pg_copy_x1"] = bench.case("copy-limit", "--clean", str(clean), "--streams", "1", db=url)
+            finally:
+                bench.drop_pg(url)
+            bench.checkpoint()
+            for name, isolation in (("core_pg", "thread"), ("core_pg_subprocess", "subprocess")):
+                cases[name] = bench.core_pg(f"split_{name}", data, isolation=isolation)
+                bench.checkpoint()
+        finally:
+            bench.prefix = []
+    return entry
 
 
 def machine() -> dict[str, Any]:
@@ -235,6 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: cache dir/work)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="suffix of the result file names")
+    parser.add_argument("--pipeline-env", choices=("production", "dev"), default="production",
+                        help="where the pipeline cases run from: 'production' (default), a venv in the cache dir "
+                             "with the project installed as the image installs it (no pandas); 'dev', this "
+                             "interpreter")
+    parser.add_argument("--split-cores", action="store_true",
+                        help="also run the COPY limit (1 connection) and core_pg (thread and subprocess chunk "
+                             "isolation) on the main file with PostgreSQL pinned to CPU 1 and the client to CPU 0")
     args = parser.parse_args(argv)
 
     work = args.work or cache_dir() / "work"
@@ -242,12 +306,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A loaded machine can take longer than the default 20 s to start the ephemeral API server.
     env = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180", **os.environ,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    bench = Bench(args.pg_admin, work, env)
+    if args.split_cores:
+        split_cores.check_cpus()  # fail now, not after an hour of measurements
+        split_cores.client_prefix()
+    pipeline = ensure_pipeline_env() if args.pipeline_env == "production" else dev_env()
+    bench = Bench(args.pg_admin, work, env, pipeline)
     stamp = dt.datetime.now().strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
     streams = [int(s) for s in args.limit_streams.split(",") if s]
     results: dict[str, Any] = {"date": dt.datetime.now().isoformat(timespec="seconds"),
                                "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
-                               "machine": machine(), "sizes": {}, "sweep": []}
+                               "machine": machine(), "pipeline_env": pipeline.as_dict(), "sizes": {}, "sweep": []}
     args.out.mkdir(parents=True, exist_ok=True)
     bench.results, bench.partial = results, args.out / f"{stamp}.partial.json"
     results["sizes"][args.size] = size_entry(args.size)
@@ -265,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         measured = bench.core_pg(f"sweep_{chunk.lower()}", ensure_file(args.size), chunk)
         results["sweep"].append({"chunk_size": chunk, **report.sweep_point(measured)})
         bench.checkpoint()
+    if args.split_cores:
+        run_split(bench, args.size)
     results["targets"] = report.targets(results, args.size, None if args.big.lower() == "none" else args.big)
 
     report.write_plots(results, args.out, stamp)
