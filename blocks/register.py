@@ -4,7 +4,10 @@ Run as ``python -m blocks.register`` (or ``clientes-ingest blocks register``). A
 values already match is not saved again, so a second run changes nothing. Requires a Prefect API
 (``PREFECT_API_URL``, or Prefect's ephemeral server) and the settings of ``clientes_ingest.settings``:
 ``CLIENTES_DB_URL``, ``CLIENTES_S3_BUCKET``, ``CLIENTES_S3_PREFIX``, ``CLIENTES_AWS_*``; the block
-names follow ``CLIENTES_DB_BLOCK`` / ``CLIENTES_S3_BLOCK`` when set.
+names follow ``CLIENTES_DB_BLOCK`` / ``CLIENTES_S3_BLOCK`` when set. It also creates or updates the
+global concurrency limit ``CLIENTES_DB_WRITE_LIMIT`` (default ``clientes-db-writers``) with
+``CLIENTES_DB_WRITE_SLOTS`` slots (default 2), which caps the chunks writing to the database at once
+across every run (docs/concurrency.md); an empty ``CLIENTES_DB_WRITE_LIMIT`` skips it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import sys
 from typing import Any, Literal, cast
 
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, SecretBytes, SecretStr
 
@@ -43,6 +48,34 @@ def register_blocks(settings: Settings) -> dict[str, str]:
     db_name = settings.db_block or DB_BLOCK
     results[db_name] = upsert_block(database_from_settings(settings), db_name)
     return results
+
+
+def register_all(settings: Settings) -> dict[str, str]:
+    """The blocks, then the database-writers limit (when named); label -> created/updated/unchanged."""
+    results = register_blocks(settings)
+    if settings.db_write_limit:
+        outcome = upsert_concurrency_limit(settings.db_write_limit, settings.db_write_slots)
+        results[f"{settings.db_write_limit} (global concurrency limit, {settings.db_write_slots} slots)"] = outcome
+    return results
+
+
+def upsert_concurrency_limit(name: str, slots: int) -> Outcome:
+    """Create the global concurrency limit ``name`` with ``slots`` slots, or set an existing one to them.
+
+    An existing limit is left alone when it already has ``slots`` slots, is active and does not decay
+    (a decaying limit is a rate limit, not a cap on concurrent writers). Slots held at the time stay held.
+    """
+    with get_client(sync_client=True) as client:
+        try:
+            current = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots, active=True))
+            return "created"
+        if current.limit == slots and current.active and not current.slot_decay_per_second:
+            return "unchanged"
+        client.update_global_concurrency_limit(
+            name, GlobalConcurrencyLimitUpdate(limit=slots, active=True, slot_decay_per_second=0.0))
+        return "updated"
 
 
 def upsert_block(block: Block, name: str) -> Outcome:
@@ -86,14 +119,15 @@ def _same_references(current: Block, wanted: Block) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Register the blocks and print one line per block."""
+    """Register the blocks and the database-writers limit; print one line each."""
     del argv  # no options: everything comes from CLIENTES_* settings
-    for name, outcome in register_blocks(load_settings()).items():
+    for name, outcome in register_all(load_settings()).items():
         print(f"{name}: {outcome}")
     return 0
 
 
-__all__ = ["ClientesDatabase", "S3Bucket", "main", "register_blocks", "upsert_block"]
+__all__ = ["ClientesDatabase", "S3Bucket", "main", "register_all", "register_blocks", "upsert_block",
+           "upsert_concurrency_limit"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -255,10 +255,10 @@ def cmd_aws_init(args: argparse.Namespace) -> int:
 
 
 def cmd_blocks_register(args: argparse.Namespace) -> int:
-    from blocks.register import register_blocks
+    from blocks.register import register_all
     from clientes_ingest.settings import load_settings
 
-    for name, outcome in register_blocks(load_settings()).items():
+    for name, outcome in register_all(load_settings()).items():
         print(f"{name}: {outcome}")
     return 0
 
@@ -315,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_parser("init", help="create bucket, queue, DLQ and bucket notification (idempotent)").set_defaults(
         func=cmd_aws_init)
     blocks = sub.add_parser("blocks", help="Prefect blocks").add_subparsers(dest="blocks_command", required=True)
-    blocks.add_parser("register", help="create or update the blocks from the environment").set_defaults(
-        func=cmd_blocks_register)
+    blocks.add_parser("register", help="create or update the blocks and the database-writers concurrency limit "
+                      "from the environment").set_defaults(func=cmd_blocks_register)
     dev = sub.add_parser("dev", help="start the whole stack locally without Docker (Prefect server + UI, "
                                      "worker, moto S3/SQS, trigger, API) until Ctrl-C")
     dev.add_argument("--db", help="SQLAlchemy URL of the stack's database (default: SQLite under --state-dir)")

@@ -72,6 +72,15 @@ class Settings(BaseSettings):
         default="thread", description="subprocess: each chunk loads in a lean child process without Prefect")
     job_lease_seconds: float = Field(
         default=900, gt=0, description="a 'running' job whose heartbeat is older than this is resumed by a new run")
+    # Database writers across ALL flow runs (files, pods): each chunk holds one slot of this Prefect global
+    # concurrency limit for its whole load (docs/concurrency.md). "" disables it; a name with no limit
+    # behind it loads without a limit and logs a warning once per process.
+    db_write_limit: str = Field(
+        default="clientes-db-writers", description="name of the Prefect global concurrency limit that caps "
+        "how many chunks write to the database at once, across every run; empty disables it")
+    db_write_slots: int = Field(
+        default=2, ge=1, description="slots `clientes-ingest blocks register` gives that limit (chunks writing "
+        "at once across every run)")
 
     # S3 / SQS (used when storage == "s3" and by the trigger service)
     s3_bucket: str = "clientes-ingest"
@@ -91,6 +100,11 @@ class Settings(BaseSettings):
     s3_block: str | None = None
 
     api_token: SecretStr | None = None
+
+    @field_validator("db_write_limit")
+    @classmethod
+    def _limit_name(cls, value: str) -> str:
+        return value.strip()
 
     @field_validator("chunk_size", "block_size", "max_line_bytes", mode="before")
     @classmethod

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.exceptions import ObjectNotFound
+from pydantic import ValidationError
 
 from blocks.definitions import (
     AWS_BLOCK,
@@ -18,7 +24,7 @@ from blocks.definitions import (
     load_database_url,
     load_s3_storage,
 )
-from blocks.register import main, register_blocks
+from blocks.register import main, register_all, register_blocks
 from clientes_ingest.settings import load_settings
 
 NAMES = (AWS_BLOCK, S3_BLOCK, DB_BLOCK)
@@ -48,6 +54,17 @@ def clean_blocks(prefect_harness: None) -> None:
             except Exception:  # noqa: S112
                 continue
             client.delete_block_document(doc.id)
+
+
+@pytest.fixture
+def limit_env(monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> Iterator[str]:
+    """A database-writers limit name of this test's own (the harness is shared), deleted afterwards."""
+    name = f"test-db-writers-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("CLIENTES_DB_WRITE_LIMIT", name)
+    monkeypatch.delenv("CLIENTES_DB_WRITE_SLOTS", raising=False)
+    yield name
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectNotFound):
+        client.delete_global_concurrency_limit_by_name(name)
 
 
 @pytest.fixture
@@ -123,9 +140,48 @@ def test_custom_block_names_from_settings(block_env: str, monkeypatch: pytest.Mo
         )
 
 
-def test_main_prints_outcomes(block_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_prints_outcomes(block_env: str, limit_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     assert main([]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:3] == [f"{name}: created" for name in NAMES]
-    assert lines[3:] == [f"{name}: unchanged" for name in NAMES]
+    limit = f"{limit_env} (global concurrency limit, 2 slots)"
+    assert lines[:4] == [f"{name}: created" for name in (*NAMES, limit)]
+    assert lines[4:] == [f"{name}: unchanged" for name in (*NAMES, limit)]
+
+
+def test_register_creates_the_db_write_limit_once_and_updates_its_slots(
+    block_env: str, limit_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    label = f"{limit_env} (global concurrency limit, 2 slots)"
+    assert register_all(load_settings()) == {**{name: "created" for name in NAMES}, label: "created"}
+    with get_client(sync_client=True) as client:
+        before = client.read_global_concurrency_limit_by_name(limit_env)
+        assert (before.limit, before.active, before.active_slots) == (2, True, 0)
+
+        assert register_all(load_settings()) == {**{name: "unchanged" for name in NAMES}, label: "unchanged"}
+        assert client.read_global_concurrency_limit_by_name(limit_env).updated == before.updated
+
+        monkeypatch.setenv("CLIENTES_DB_WRITE_SLOTS", "5")
+        assert register_all(load_settings())[f"{limit_env} (global concurrency limit, 5 slots)"] == "updated"
+        after = client.read_global_concurrency_limit_by_name(limit_env)
+        assert (after.id, after.limit, after.active) == (before.id, 5, True)
+
+
+def test_register_reactivates_a_deactivated_db_write_limit(block_env: str, limit_env: str) -> None:
+    label = f"{limit_env} (global concurrency limit, 2 slots)"
+    register_all(load_settings())
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(limit_env, GlobalConcurrencyLimitUpdate(active=False))
+        assert register_all(load_settings())[label] == "updated"
+        assert client.read_global_concurrency_limit_by_name(limit_env).active
+
+
+def test_an_empty_limit_name_registers_only_the_blocks(block_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIENTES_DB_WRITE_LIMIT", "")
+    assert register_all(load_settings()) == {name: "created" for name in NAMES}
+
+
+def test_db_write_slots_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIENTES_DB_WRITE_SLOTS", "0")
+    with pytest.raises(ValidationError, match="db_write_slots"):
+        load_settings()
