@@ -341,9 +341,11 @@ def _nombre_completo_too_long(flat: pa.Array, length: np.ndarray) -> np.ndarray:
     SQL Server's NVARCHAR(100) holds 100 UTF-16 units: a character outside the BMP (4 UTF-8 bytes, e.g.
     an emoji) takes two. Counting the same way here keeps every target database loading the same rows.
     """
-    too_long = length[:, 0] + 1 + length[:, 1] > MAX_NOMBRE_COMPLETO_CHARS
-    # A UTF-16 unit takes at least one UTF-8 byte: only rows over the limit in bytes need counting.
-    suspects = np.flatnonzero(too_long)
+    name_bytes = length[:, 0] + length[:, 1]
+    too_long = name_bytes + 1 > MAX_NOMBRE_COMPLETO_CHARS
+    # A UTF-16 unit takes at least one UTF-8 byte, and a character at most 3 bytes per unit (4 bytes
+    # are 2 units): only rows over the limit in bytes but under 3x it can still fit, and need counting.
+    suspects = np.flatnonzero(too_long & (name_bytes <= 3 * (MAX_NOMBRE_COMPLETO_CHARS - 1)))
     if len(suspects):
         names = flat.take(pa.array(np.add.outer(suspects * FIELD_COUNT, [0, 1]).ravel()))
         astral = pc.count_substring_regex(names, "[\\x{10000}-\\x{10FFFF}]").to_numpy()

@@ -12,6 +12,7 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -38,7 +39,7 @@ def _driver(conn: Connection) -> Any:
 
 def with_constants(table: pa.Table, fields: Sequence[str], constants: Sequence[tuple[str, int]]) -> pa.Table:
     """``table``'s ``fields`` preceded by int64 columns holding one constant each (job id, chunk number)."""
-    columns = [pa.array([value] * table.num_rows, pa.int64()) for _, value in constants]
+    columns = [pa.array(np.full(table.num_rows, value, dtype=np.int64)) for _, value in constants]
     names = [name for name, _ in constants]
     return pa.table(columns + [table.column(f) for f in fields], names=names + list(fields))
 

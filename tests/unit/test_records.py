@@ -145,6 +145,15 @@ def test_nombre_completo_counts_characters_not_bytes() -> None:
     assert reason(line(nombre="ñ" * 50, apellido="é" * 50)) == "nombre_completo_length"
 
 
+def test_nombre_completo_three_byte_characters_at_the_byte_shortcut_boundary() -> None:
+    # Rows up to 3 bytes per unit are counted exactly; past 297 bytes they cannot fit 100 units.
+    assert isinstance(check(line(nombre="中" * 50, apellido="文" * 49)), ValidRow)  # 297 bytes, 100 units
+    assert reason(line(nombre="中" * 99, apellido="a")) == "nombre_completo_length"  # 298 bytes, 101 units
+    assert reason(line(nombre="中" * 50, apellido="文" * 50)) == "nombre_completo_length"  # 300 bytes
+    assert reason(line(nombre="😀" * 50, apellido="a")) == "nombre_completo_length"  # 201 bytes, 102 units
+    assert isinstance(check(line(nombre="😀" * 49, apellido="a")), ValidRow)  # 197 bytes, 100 units
+
+
 def test_nombre_completo_ascii_boundary() -> None:
     assert isinstance(check(line(nombre="a" * 60, apellido="b" * 39)), ValidRow)
     assert reason(line(nombre="a" * 60, apellido="b" * 40)) == "nombre_completo_length"
