@@ -4,25 +4,48 @@ The work itself lives in plain modules (staging, jobs, loader) tested without Pr
 add retries, names and logging. Dependencies arrive as arguments (a ``Database``, a ``Storage``):
 both are small picklable handles, so the same tasks run on the thread pool, Dask or Kubernetes.
 Retry delays grow from ``CLIENTES_RETRY_BACKOFF_SECONDS`` (default 2 s: 2, 8, 32 s, with jitter).
-Requires: prefect 3.
+``process_chunk`` holds one slot of the Prefect global concurrency limit named by
+``CLIENTES_DB_WRITE_LIMIT`` (default ``clientes-db-writers``) while its chunk loads, so at most that many
+chunks write to the database at once across every run (docs/concurrency.md).
+Requires: prefect 3; the limit itself is optional (``clientes-ingest blocks register`` creates it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.sync import concurrency
+from prefect.context import TaskRunContext
 
-from clientes_ingest import chunk_worker, jobs, loader, progress, report, staging
+from clientes_ingest import jobs, progress, report, staging
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
-from clientes_ingest.settings import Settings
+from clientes_ingest.settings import Settings, load_settings
 from clientes_ingest.storage import LocalStorage, Storage
 
+if TYPE_CHECKING:  # loader imports pyarrow: the flow-run process imports it only to load in-process
+    from clientes_ingest import loader
+
 CHUNK_RETRIES = 3
+SLOW_SLOT_WAIT_SECONDS = 1.0  # a chunk that waited longer than this for its write slot says so (info)
+MISSING_LIMIT_RECHECK_SECONDS = 60.0  # a missing limit is asked for again after this long (one call, not one a chunk)
+_missing_limits: dict[str, float] = {}  # limit name -> when this process found it missing (monotonic)
+_missing_lock = threading.Lock()
+
+
+class DbWriteSlotError(RuntimeError):
+    """The Prefect API refused (or could not be asked for) a slot of the database-writers limit."""
 
 
 def backoff(retries: int) -> list[float]:
@@ -72,20 +95,91 @@ def register_job(
                              lease_seconds=lease_seconds)
 
 
+@contextmanager
+def db_write_slot(limit: str, chunk_index: int) -> Iterator[None]:
+    """Hold one slot of the global concurrency limit ``limit`` for the block's duration.
+
+    No deadline: a chunk waits as long as the slots are held (a holder that dies loses its lease after
+    5 minutes). An empty name holds nothing; a name with no limit behind it holds nothing either and
+    logs a warning once per process, so a missing limit neither stalls nor fails a load (it is asked
+    for again after ``MISSING_LIMIT_RECHECK_SECONDS``). An API that refuses the slot (e.g. a limit of 0)
+    or cannot be reached raises ``DbWriteSlotError``.
+    """
+    if not limit or _recently_missing(limit):
+        yield
+        return
+    logger = get_run_logger()
+    slot = ExitStack()
+    started = time.monotonic()
+    try:
+        # strict=True makes a missing limit an error we can tell apart (and report once) instead of
+        # Prefect's warning on every chunk; a lease renewal hiccup must not abort a half-written chunk.
+        slot.enter_context(concurrency(limit, occupy=1, timeout_seconds=None, strict=True,
+                                       raise_on_lease_renewal_failure=False, holder=_lease_holder()))
+    except ConcurrencySlotAcquisitionError as exc:
+        if exc.__cause__ is not None:  # an HTTP or connection error, not a missing limit
+            raise DbWriteSlotError(
+                f"cannot take a slot of the global concurrency limit {limit!r}: {exc} ({exc.__cause__}); "
+                f"check it with `prefect gcl inspect {limit}` (a limit of 0 refuses every chunk) or set "
+                f"CLIENTES_DB_WRITE_LIMIT= to load without it") from exc
+        _report_missing(logger, limit)
+    else:
+        with _missing_lock:
+            _missing_limits.pop(limit, None)  # it exists now: should it vanish again, say so again
+        waited = time.monotonic() - started
+        if waited > SLOW_SLOT_WAIT_SECONDS:
+            logger.info("chunk %d waited %.1fs for a slot of the global concurrency limit %r", chunk_index,
+                        waited, limit)
+    with slot:
+        yield
+
+
+def _lease_holder() -> ConcurrencyLeaseHolder | None:
+    """The task run holding the slot, so the UI and API can show who holds it."""
+    context = TaskRunContext.get()
+    return ConcurrencyLeaseHolder(type="task_run", id=context.task_run.id) if context else None
+
+
+def _recently_missing(limit: str) -> bool:
+    with _missing_lock:
+        found_missing = _missing_limits.get(limit)
+    return found_missing is not None and time.monotonic() - found_missing < MISSING_LIMIT_RECHECK_SECONDS
+
+
+def _report_missing(logger: logging.Logger | logging.LoggerAdapter[logging.Logger], limit: str) -> None:
+    with _missing_lock:
+        reported = limit in _missing_limits
+        _missing_limits[limit] = time.monotonic()
+    if reported:
+        return
+    logger.warning("global concurrency limit %r does not exist: chunks write to the database without a limit; "
+                   "create it with `clientes-ingest blocks register` (or `prefect gcl create %s --limit 2`), "
+                   "or set CLIENTES_DB_WRITE_LIMIT= to turn this off", limit, limit)
+
+
 @task(retries=CHUNK_RETRIES, retry_delay_seconds=backoff(CHUNK_RETRIES), retry_jitter_factor=0.5,
       cache_policy=NO_CACHE, task_run_name="process-chunk-{chunk.index}")
 def process_chunk(
     db: Database, storage: Storage, job_id: int, uri: str, chunk: ChunkSpec, block_size: int, max_line_bytes: int,
-    isolation: str = "thread",
+    isolation: str = "thread", db_write_limit: str | None = None,
 ) -> loader.ChunkResult:
-    """Load one chunk's rows and rejects and mark it done, all in one transaction (here, or in a child)."""
-    if isolation == "subprocess":
-        result = chunk_worker.run_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
-                                        max_line_bytes=max_line_bytes)
-        progress.emit("load", chunk.end - chunk.start)  # the child's own events do not reach this process
-    else:
-        result = loader.load_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
-                                   max_line_bytes=max_line_bytes)
+    """Load one chunk's rows and rejects and mark it done, all in one transaction (here, or in a child).
+
+    The load holds a slot of ``db_write_limit`` (default: ``CLIENTES_DB_WRITE_LIMIT``) throughout.
+    """
+    limit = load_settings().db_write_limit if db_write_limit is None else db_write_limit.strip()
+    with db_write_slot(limit, chunk.index):
+        if isolation == "subprocess":
+            from clientes_ingest import chunk_worker
+
+            result = chunk_worker.run_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
+                                            max_line_bytes=max_line_bytes)
+            progress.emit("load", chunk.end - chunk.start)  # the child's own events do not reach this process
+        else:
+            from clientes_ingest import loader
+
+            result = loader.load_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
+                                       max_line_bytes=max_line_bytes)
     get_run_logger().info("chunk %d: %s %d rows, %d rejects in %.1fs", chunk.index,
                           "skipped (already committed)," if result.skipped else "loaded", result.rows_loaded,
                           result.rows_rejected, result.duration_s)
