@@ -95,7 +95,7 @@ def ingest_clientes(
     assert isinstance(progress_id, UUID)  # the sync call inside a sync flow returns the id itself
     futures = process_chunk.map(unmapped(db), unmapped(storage), registration.job_id, registration.uri,
                                 list(registration.pending), settings.block_size, settings.max_line_bytes,
-                                settings.chunk_isolation)
+                                settings.chunk_isolation, settings.db_write_limit)
     for future in as_completed(futures):
         try:
             future.result()

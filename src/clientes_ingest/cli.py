@@ -103,11 +103,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls off this machine
     # The ephemeral API starts a server subprocess; on a busy or small machine it needs more than 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if not _prefect_api_url():
+        # Prefect's ephemeral API serves this process alone: there is no other run to share the database
+        # with, and no global concurrency limit to find (docs/concurrency.md); skip it, and its warning.
+        os.environ.setdefault("CLIENTES_DB_WRITE_LIMIT", "")
     summary = _run_flow(args, db)
     _print_summary(summary)
     if summary.get("action") in ("already_loaded", "in_progress"):
         return 0  # nothing for this run to do: not a failure
     return 0 if summary["status"] in ("completed", "completed_with_rejects") else EXIT_FAILED
+
+
+def _prefect_api_url() -> str | None:
+    """The Prefect API this process would use (environment or profile); None means the ephemeral API."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
 
 
 def _run_flow(args: argparse.Namespace, db: Any) -> dict[str, Any]:

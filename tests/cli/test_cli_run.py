@@ -96,6 +96,7 @@ def test_readme_quickstart_generate_then_run_on_the_embedded_default(tmp_path: P
     ran = run_cli(["run", "data/CLIENTES_IN_0425.dat"], tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert "completed_with_rejects" in ran.stdout and "Rejects by reason" in ran.stdout
+    assert "global concurrency limit" not in ran.stderr  # the ephemeral API serves one process: no limit
     db = Database(f"sqlite:///{tmp_path / 'clientes.db'}")
     summary = get_job(db.engine, 1)
     assert summary.rows_loaded + summary.rows_rejected + summary.blank_lines == 20000
