@@ -21,11 +21,10 @@ from clientes_ingest.records import (
     ParsedBlock,
     Reject,
     ValidRow,
-    count_lines,
     make_reject,
-    parse_block,
     parse_line,
 )
+from clientes_ingest.records_vector import count_lines, parse_block
 
 GOOD = "María|Gómez|45678901|Activo|11/13/2021|true|false"
 

@@ -10,7 +10,8 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clientes_ingest.records import BOM, REASONS, ParsedBlock, Reject, ValidRow, parse_block, parse_line
+from clientes_ingest.records import BOM, REASONS, ParsedBlock, Reject, ValidRow, parse_line
+from clientes_ingest.records_vector import parse_block
 
 # RECORDS_FUZZ_EXAMPLES=20000 for a long soak; the default keeps the file at a few seconds.
 EXAMPLES = int(os.environ.get("RECORDS_FUZZ_EXAMPLES", "300"))
