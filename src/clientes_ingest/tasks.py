@@ -28,7 +28,7 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
 
-from clientes_ingest import jobs, progress, report, staging
+from clientes_ingest import jobs, lease, progress, report, staging
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
 from clientes_ingest.settings import Settings, load_settings
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # loader imports pyarrow: the flow-run process imports it onl
     from clientes_ingest import loader
 
 CHUNK_RETRIES = 3
+LEASE_BEATS = 3  # heartbeats per lease while a chunk task waits or loads
 SLOW_SLOT_WAIT_SECONDS = 1.0  # a chunk that waited longer than this for its write slot says so (info)
 MISSING_LIMIT_RECHECK_SECONDS = 60.0  # a missing limit is asked for again after this long (one call, not one a chunk)
 _missing_limits: dict[str, float] = {}  # limit name -> when this process found it missing (monotonic)
@@ -167,8 +168,11 @@ def process_chunk(
 
     The load holds a slot of ``db_write_limit`` (default: ``CLIENTES_DB_WRITE_LIMIT``) throughout.
     """
-    limit = load_settings().db_write_limit if db_write_limit is None else db_write_limit.strip()
-    with db_write_slot(limit, chunk.index):
+    settings = load_settings()
+    limit = settings.db_write_limit if db_write_limit is None else db_write_limit.strip()
+    # While it waits for a slot and loads, the chunk keeps its job's lease: a run waiting its turn is alive.
+    with lease.keep_alive(db.engine, job_id, settings.job_lease_seconds / LEASE_BEATS), \
+            db_write_slot(limit, chunk.index):
         if isolation == "subprocess":
             from clientes_ingest import chunk_worker
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -14,10 +16,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 
 from blocks.register import upsert_concurrency_limit
-from clientes_ingest.db import Database, clientes, ingest_chunks
+from clientes_ingest.db import Database, clientes, ingest_chunks, ingest_jobs, utcnow
 from clientes_ingest.generator import generate
 from flows.ingest import IngestFailed, ingest_clientes
 
@@ -144,3 +147,37 @@ def test_a_limit_of_zero_fails_the_chunks_with_a_clear_error(
         ingest_clientes(source=str(sample_file))
     assert f"cannot take a slot of the global concurrency limit {limit_name!r}" in caplog.text
     assert f"prefect gcl inspect {limit_name}" in caplog.text
+
+
+def test_a_run_waiting_for_a_slot_keeps_its_job_alive(
+    limit_name: str, clients_file: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks that wait longer than the job lease for a slot keep the job's heartbeat fresh: a second run
+    of the same file sees it in progress (not abandoned) and loads nothing."""
+    lease_seconds = 1.5
+    monkeypatch.setenv("CLIENTES_JOB_LEASE_SECONDS", str(lease_seconds))
+    assert upsert_concurrency_limit(limit_name, 1) == "created"
+    db = Database(pg_url)
+    first: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: first.update(
+        ingest_clientes(source=str(clients_file), chunk_size=CHUNK_SIZE)))
+    with concurrency(limit_name, occupy=1, strict=True):  # another writer holds the only slot
+        runner.start()
+        deadline = time.monotonic() + 120
+        job = None
+        while job is None and time.monotonic() < deadline:
+            with db.engine.connect() as conn:
+                job = conn.execute(sa.select(ingest_jobs).where(ingest_jobs.c.status == "running")).mappings().first()
+            time.sleep(0.2)
+        assert job is not None, "the first run never registered its job"
+        time.sleep(3 * lease_seconds)  # its chunks wait three leases for the slot
+        with db.engine.connect() as conn:
+            beat = conn.execute(sa.select(ingest_jobs.c.heartbeat_at).where(ingest_jobs.c.id == job["id"])).scalar_one()
+        assert (utcnow() - beat.replace(tzinfo=None)).total_seconds() < lease_seconds
+        second = ingest_clientes(source=str(clients_file), chunk_size=CHUNK_SIZE)
+        assert second["action"] == "in_progress" and second["job_id"] == job["id"]
+    runner.join(timeout=180)
+    assert not runner.is_alive() and first["job_id"] == job["id"]
+    assert_loaded_exactly_once(db, first)
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.select(ingest_jobs.c.runs).where(ingest_jobs.c.id == job["id"])).scalar_one() == 1
