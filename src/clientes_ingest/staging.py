@@ -1,5 +1,6 @@
 """Staging: put a source file in storage (or find it there) while hashing and planning its chunks,
-all in ONE streaming pass over the bytes. Also resolves dated source templates of scheduled runs.
+in ONE pass over the bytes in Python (a local file is first copied by the kernel, then that copy is
+hashed and planned; see ``LocalStorage.store``). Also resolves dated source templates of scheduled runs.
 
 Requires: a ``Storage``; for ``s3://`` sources, a storage that owns the URI (``S3Storage``).
 """
