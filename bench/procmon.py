@@ -111,7 +111,8 @@ class TreeSampler:
                     elif role == "tree" and not stats.root:
                         # A child first seen between fork and exec shows its parent's command line:
                         # read it again (chunk workers are told apart by theirs).
-                        stats.name, stats.cmdline = proc.name(), " ".join(proc.cmdline())[:200]
+                        # An exiting process reads as an empty command line: keep the last one read.
+                        stats.name, stats.cmdline = proc.name(), " ".join(proc.cmdline())[:200] or stats.cmdline
             except psutil.Error:
                 continue
             stats.peak_rss = max(stats.peak_rss, rss)

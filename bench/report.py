@@ -131,6 +131,9 @@ def rss_targets(label: str, case: dict[str, Any]) -> list[dict[str, Any]]:
         if role["pipeline"]:
             out.append(_target(f"{label}: peak RSS of {role['role']}{count} <= {POD_LIMIT_MIB} MiB",
                                role["peak_rss_mib"], POD_LIMIT_MIB))
+        elif role["pipeline"] is None:
+            out.append({**_target(f"{label}: peak RSS of a {role['role']}{count} (not evaluated: its role is "
+                                  "unknown)", role["peak_rss_mib"], POD_LIMIT_MIB), "met": None})
         else:
             out.append({**_target(f"{label}: peak RSS of {role['role']} (not a pipeline process: the Prefect "
                                   "server's own deployment in production)", role["peak_rss_mib"], POD_LIMIT_MIB),

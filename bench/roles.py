@@ -15,11 +15,14 @@ from typing import Any
 FLOW = "flow run (clientes-ingest)"
 CHUNK_WORKER = "chunk worker"
 API_SERVER = "Prefect ephemeral API server"
-ROLE_ORDER = (FLOW, CHUNK_WORKER, API_SERVER)
+UNREAD = "child whose command line was not read"
+ROLE_ORDER = (FLOW, CHUNK_WORKER, API_SERVER, UNREAD)
 
 
 def process_role(cmdline: str, *, root: bool | None = None) -> str:
     """The role of a process of a pipeline run, from its command line (``root``: the measured command)."""
+    if not cmdline.strip() and not root:
+        return UNREAD  # psutil read nothing (results of runs before procmon kept the last command line read)
     if "clientes_ingest.chunk_worker" in cmdline:
         return CHUNK_WORKER
     if "uvicorn" in cmdline or "prefect.server" in cmdline or " server start" in cmdline:
@@ -33,8 +36,10 @@ def process_role(cmdline: str, *, root: bool | None = None) -> str:
     return cmdline[:60]
 
 
-def is_pipeline_role(role: str) -> bool:
-    """Whether a process of this role runs in the pipeline's pods (the Prefect server does not)."""
+def is_pipeline_role(role: str) -> bool | None:
+    """Whether a process of this role runs in the pipeline's pods (the Prefect server does not); None: unknown."""
+    if role == UNREAD:
+        return None
     return role != API_SERVER
 
 

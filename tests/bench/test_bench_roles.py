@@ -38,3 +38,16 @@ def test_role_summary_groups_chunk_workers_and_marks_the_server_as_not_pipeline(
         (FLOW, 1, 268.0, True), (CHUNK_WORKER, 2, 162.4, True), (API_SERVER, 1, 291.0, False)]
     assert summary[1]["cpu_seconds"] == 2.5
     assert describe_roles(processes) == f"{FLOW} 268, {CHUNK_WORKER} 162 (x2), {API_SERVER} 291"
+
+
+def test_a_child_whose_command_line_was_not_read_is_unknown_not_a_failed_pipeline_process() -> None:
+    from bench.report import rss_targets
+    from bench.roles import UNREAD
+
+    processes = [{"cmdline": FLOW_CMD, "root": True, "peak_rss_mib": 190.0, "cpu_seconds": 5.0},
+                 {"cmdline": "", "root": False, "peak_rss_mib": 265.0, "cpu_seconds": 3.0}]
+    assert process_role("", root=False) == UNREAD
+    summary = role_summary(processes)
+    assert [(r["role"], r["pipeline"]) for r in summary] == [(FLOW, True), (UNREAD, None)]
+    targets = rss_targets("1GB core_pg", {"processes": processes})
+    assert [t["met"] for t in targets] == [True, None]  # shown, not counted as a miss
