@@ -10,8 +10,8 @@ worker (or starts one), sends it the task's arguments pickled on its stdin (the 
 appears in argv or the environment) and reads back the pickled ``ChunkResult`` or error. A worker that
 dies (OOM kill, crash) is a clear ``ChunkWorkerError`` and is replaced by the next call; the task's
 retries do the rest. Exactly-once is the loader's: a worker commits the chunk or rolls it back, and
-records its own failures. Workers end when the parent exits (their stdin closes) or at
-``shutdown_workers()``.
+records its own failures. Workers end when the parent exits (their stdin closes), at once if the parent
+is killed mid-chunk (the uncommitted chunk rolls back), or at ``shutdown_workers()``.
 Requires: the same interpreter and package as the parent.
 """
 
@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from typing import IO, Any
 
@@ -35,6 +36,7 @@ from clientes_ingest.results import ChunkResult
 from clientes_ingest.storage import Storage
 
 _HEADER = struct.Struct("!Q")  # each message: its length, then its pickle
+PARENT_GONE_EXIT = 70  # a worker whose parent died exits with this code, mid-chunk or idle
 STDERR_TAIL_LINES = 3
 
 
@@ -111,9 +113,15 @@ class WorkerPool:
     """Idle workers, reused one chunk at a time; as many exist as chunks were loading at once."""
 
     def __init__(self, command: list[str] | None = None) -> None:
-        self.command = command or [sys.executable, "-m", "clientes_ingest.chunk_worker"]
+        self._command = command
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
+
+    def command(self) -> list[str]:
+        """The worker's command line; it names this process, which the worker exits with (see main)."""
+        if self._command is not None:
+            return self._command
+        return [sys.executable, "-m", "clientes_ingest.chunk_worker", "--parent", str(os.getpid())]
 
     def _acquire(self) -> tuple[_Worker, bool]:
         """An idle worker that still runs (reused: True), else a new one."""
@@ -123,7 +131,7 @@ class WorkerPool:
                 if worker.alive():
                     return worker, True
                 worker.close()
-        return _Worker(self.command), False
+        return _Worker(self.command()), False
 
     def _release(self, worker: _Worker) -> None:
         with self._lock:
@@ -139,7 +147,7 @@ class WorkerPool:
         reply = worker.call(payload)
         if reply is None and reused:  # it may have died while idle (killed): one more try, on a new worker
             worker.close(timeout=1.0)
-            worker = _Worker(self.command)
+            worker = _Worker(self.command())
             reply = worker.call(payload)
         if reply is None:  # the worker died mid-request (OOM kill, crash): never reuse it
             code = worker.close(timeout=1.0)
@@ -197,7 +205,24 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         _write_message(replies, reply)
 
 
+def exit_with_parent(parent: int, every_seconds: float = 1.0) -> threading.Thread:
+    """Exit at once if ``parent`` dies (SIGKILL, OOM kill): an orphaned worker must not go on writing;
+    its open chunk transaction is rolled back by the database when the connection drops."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_seconds)
+        os._exit(PARENT_GONE_EXIT)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def main() -> None:
+    # The parent names itself: had it died before this line, getppid() would already name init.
+    parent = int(sys.argv[sys.argv.index("--parent") + 1]) if "--parent" in sys.argv else os.getppid()
+    exit_with_parent(parent)
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr  # anything printed goes to stderr, never into the reply stream
     serve(sys.stdin.buffer, replies)

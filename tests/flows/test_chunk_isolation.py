@@ -82,3 +82,31 @@ def test_a_worker_that_dies_mid_chunk_is_a_clear_error_with_its_exit_code() -> N
                                                r"worker out of memory"):
         dying.run(b"request", "chunk 3 of job 5")
     assert dying.idle_pids() == []  # a dead worker is never handed out again
+
+
+def test_a_worker_exits_when_its_parent_is_killed_even_while_busy(tmp_path: Path) -> None:
+    """The watchdog every worker starts: a busy orphan (here: sleeping, never reading its stdin) exits."""
+    import subprocess
+    import time
+
+    grandchild = ("import sys, time; from clientes_ingest.chunk_worker import exit_with_parent; "
+                  "exit_with_parent(int(sys.argv[1]), every_seconds=0.1); time.sleep(60)")
+    middle = (f"import os, subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {grandchild!r}, "
+              "str(os.getpid())]); print(p.pid, flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", middle], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    worker_pid = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(worker_pid):
+        time.sleep(0.1)
+    assert not _alive(worker_pid), "the orphaned worker kept running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            return not any(line.startswith("State:") and "Z" in line for line in status)
+    except FileNotFoundError:
+        return False
