@@ -375,9 +375,9 @@ def test_job_template_declares_every_variable_it_uses() -> None:
 def test_job_template_defaults_match_the_brief() -> None:
     variables = _template()["variables"]["properties"]
     defaults = {name: spec.get("default") for name, spec in variables.items()}
-    # 200m CPU as the brief; memory for the flow-run process plus one chunk worker (docs/scaling.md).
-    assert defaults["cpu_request"] == "100m" and defaults["memory_request"] == "320Mi"
-    assert defaults["cpu_limit"] == "200m" and defaults["memory_limit"] == "384Mi"
+    # The brief's limits; the memory request covers a flow-run pod's measured ~205 MiB (docs/scaling.md).
+    assert defaults["cpu_request"] == "100m" and defaults["memory_request"] == "224Mi"
+    assert defaults["cpu_limit"] == "200m" and defaults["memory_limit"] == "256Mi"
     assert defaults["namespace"] == NAMESPACE
     assert defaults["service_account_name"] == "clientes-ingest-flows"
     assert defaults["env_from_secret"] == "clientes-ingest-secrets"
@@ -428,8 +428,8 @@ def test_rendered_job_carries_the_deployment_settings(
     (container,) = pod["containers"]
     assert container["image"] == variables["image"]
     assert container["resources"] == {
-        "requests": {"cpu": "100m", "memory": "320Mi"},
-        "limits": {"cpu": "200m", "memory": "384Mi"},
+        "requests": {"cpu": "100m", "memory": "224Mi"},
+        "limits": {"cpu": "200m", "memory": "256Mi"},
     }
     assert {"secretRef": {"name": "clientes-ingest-secrets"}} in container["envFrom"]
     assert {"configMapRef": {"name": "clientes-ingest-config"}} in container["envFrom"]
@@ -446,7 +446,7 @@ def test_rendered_job_carries_the_deployment_settings(
 def test_template_defaults_alone_render_the_same_pod_settings() -> None:
     # A run started without job variables (e.g. from the UI with an edited deployment) keeps the limits.
     pod = _render(_template(), {})["spec"]["template"]["spec"]
-    assert pod["containers"][0]["resources"]["limits"] == {"cpu": "200m", "memory": "384Mi"}
+    assert pod["containers"][0]["resources"]["limits"] == {"cpu": "200m", "memory": "256Mi"}
     assert pod["serviceAccountName"] == "clientes-ingest-flows"
 
 
