@@ -4,6 +4,7 @@ with the block, skips a failed beat, and never revives a finished job. SQLite an
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 import pytest
@@ -56,7 +57,9 @@ def test_keep_alive_beats_while_the_block_runs_and_stops_after(db_url: str) -> N
 def test_keep_alive_survives_an_unreachable_database() -> None:
     db = Database("postgresql+psycopg://app:pw@127.0.0.1:1/clientes")
     with lease.keep_alive(db.engine, 1, every_seconds=0.05):
-        time.sleep(0.3)  # beats fail (connection refused) without raising into the block
+        time.sleep(0.3)  # several beats fail (connection refused)...
+        beating = [t for t in threading.enumerate() if t.name == "job-1-heartbeat"]
+        assert beating and beating[0].is_alive()  # ...and the heartbeat thread goes on, for the next one
 
 
 def test_keep_alive_needs_a_positive_interval(sqlite_url: str) -> None:
