@@ -362,6 +362,30 @@ def copying_backends(url: str) -> list[int]:
     )]
 
 
+@contextlib.contextmanager
+def frozen(child: Child) -> Iterator[None]:
+    """The child's process group stopped (SIGSTOP) for the block and continued after it. While it is
+    stopped its database sessions cannot move on: a backend seen inside a COPY stays there until the
+    block ends, so acting on it is not a race with the chunk's commit."""
+    child.kill(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        child.kill(signal.SIGCONT)
+
+
+def copying_while_frozen(child: Child, url: str, act: Callable[[list[int]], None]) -> list[int]:
+    """If a chunk of ``child`` is inside its bulk load, call ``act`` with the copying backends while the
+    child is frozen (so that chunk cannot commit first) and return them; otherwise return []."""
+    if not copying_backends(url):  # cheap check first: freeze only when a COPY is likely under way
+        return []
+    with frozen(child):
+        pids = copying_backends(url)
+        if pids:
+            act(pids)
+        return pids
+
+
 def jobs_table(url: str) -> list[tuple[Any, ...]]:
     return query(url, "SELECT id, status, rows_loaded, rows_rejected, error FROM ingest_jobs ORDER BY id")
 

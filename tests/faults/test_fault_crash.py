@@ -18,7 +18,7 @@ from faultkit import (
     chunk_attempts,
     chunk_states,
     cli_args,
-    copying_backends,
+    copying_while_frozen,
     jobs_table,
     query,
     wait_until,
@@ -57,11 +57,12 @@ def test_sigkill_mid_chunk_then_rerun_loads_exactly_once(
         started.append(first)
 
         def mid_chunk() -> bool:
-            # Some chunks committed, and a chunk's transaction has already copied rows: kill now.
-            return chunk_states(url).get("done", 0) >= 2 and bool(copying_backends(url)) and first.alive()
+            # Some chunks committed, and a chunk's transaction has already copied rows: kill it while it is
+            # frozen there, so the chunk cannot commit between the check and the kill.
+            return (chunk_states(url).get("done", 0) >= 2 and first.alive()
+                    and bool(copying_while_frozen(first, url, lambda _: first.kill(signal.SIGKILL))))
 
         wait_until(mid_chunk, timeout=120, what="a chunk in the middle of its bulk load", child=first)
-        first.kill(signal.SIGKILL)
         assert first.wait(timeout=30) == -signal.SIGKILL
 
         # What the dead run left: a 'running' job, committed chunks complete, the killed chunk absent.

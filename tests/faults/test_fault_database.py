@@ -21,7 +21,7 @@ from faultkit import (
     chunk_attempts,
     chunk_states,
     cli_args,
-    copying_backends,
+    copying_while_frozen,
     jobs_table,
     query,
     via_port,
@@ -42,10 +42,13 @@ def test_connection_terminated_mid_copy_is_retried_and_loads_exactly_once(
     with children() as started:
         run = Child(cli_args("run", str(reference.path), "--db", url, "--quiet"), child_env, tmp_path, "run")
         started.append(run)
-        pids = wait_until(lambda: chunk_states(url).get("done", 0) >= 1 and copying_backends(url), timeout=120,
-                          what="a chunk copying rows", child=run)
-        terminated = query(PG_ADMIN_URL, "SELECT pg_terminate_backend(:pid)", pid=pids[0])
-        assert terminated == [(True,)]
+        def terminate(pids: list[int]) -> None:
+            assert query(PG_ADMIN_URL, "SELECT pg_terminate_backend(:pid)", pid=pids[0]) == [(True,)]
+
+        # The run is frozen while its COPY is seen and its connection terminated: the chunk cannot commit
+        # in between (without the freeze it sometimes did, and no chunk was retried).
+        wait_until(lambda: chunk_states(url).get("done", 0) >= 1 and copying_while_frozen(run, url, terminate),
+                   timeout=120, what="a chunk copying rows", child=run)
         assert run.wait(timeout=120) == 0, run.output()
 
     ((job_id, status, loaded, rejected, error),) = jobs_table(url)
