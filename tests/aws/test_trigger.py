@@ -205,12 +205,13 @@ def test_visibility_is_extended_while_a_launch_is_slow(
     stolen: list[Any] = []
 
     def peek_while_busy() -> None:
-        # Past the 2 s visibility timeout a second consumer would see the message, unless it was extended.
-        time.sleep(3.0)
+        # Past the 4 s visibility timeout a second consumer would see the message, unless it was extended
+        # (every 2 s: the extension may be up to 2 s late on a busy machine before it is too late).
+        time.sleep(5.0)
         stolen.extend(aws_sqs_client.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages", []))
 
     launcher = RecordingLauncher(during=peek_while_busy)
-    service = TriggerService(aws_sqs_client, queue_url, launcher, wait_seconds=0, visibility_timeout=2)
+    service = TriggerService(aws_sqs_client, queue_url, launcher, wait_seconds=0, visibility_timeout=4)
     drain(service)
     aws_s3_client.put_object(Bucket=aws_resources["bucket"], Key=INCOMING, Body=b"a|b\n")
     assert service.poll_once() == ["launched"]

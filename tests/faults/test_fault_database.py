@@ -73,9 +73,10 @@ def test_database_unreachable_past_the_retries_fails_the_job_then_a_rerun_loads_
 ) -> None:
     url = new_pg()
     env = {**child_env, "CLIENTES_CHUNK_SIZE": "1MB", "CLIENTES_CHUNK_CONCURRENCY": "4",
-           # Chunk retries after 0.1, 0.4 and 1.6 s: the outage below outlasts them; finalize_job has the
-           # same delays, so the database is back before it gives up.
-           "CLIENTES_RETRY_BACKOFF_SECONDS": "0.1"}
+           # Chunk retries after 0.3, 1.2 and 4.8 s: the outage below outlasts them; finalize_job has the
+           # same delays, so the test has over 6 s to see the last chunk give up and bring the database
+           # back before finalize gives up too.
+           "CLIENTES_RETRY_BACKOFF_SECONDS": "0.3"}
     with TcpProxy(("127.0.0.1", 5432)) as proxy, children() as started:
         proxied = via_port(url, proxy.port)
         first = Child(cli_args("run", str(reference.path), "--db", proxied, "--quiet", "-v"), env, tmp_path, "first")

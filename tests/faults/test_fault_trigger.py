@@ -30,8 +30,12 @@ GOOD_KEY = "incoming/CLIENTES_IN_0525.dat"
 
 
 def metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
-        text = response.read().decode()
+    """The trigger's counters; {} while its server does not answer (it may be busy running a flow)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+            text = response.read().decode()
+    except OSError:
+        return {}
     return {m[1]: float(m[2]) for m in re.finditer(r"^clientes_trigger_(\w+)_total (\S+)$", text, re.M)}
 
 

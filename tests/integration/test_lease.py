@@ -39,16 +39,22 @@ def test_beat_moves_a_running_jobs_heartbeat_only(db_url: str) -> None:
     assert lease.beat(db.engine, 10**9) is False
 
 
+def beat_after(db: Database, job_id: int, previous: dt.datetime) -> dt.datetime:
+    """The job's heartbeat once it is later than ``previous`` (polled: beats may be late on a busy machine)."""
+    deadline = time.monotonic() + 10
+    while (beat := heartbeat(db, job_id)) <= previous:
+        assert time.monotonic() < deadline, f"no heartbeat after {previous} within 10 s"
+        time.sleep(0.02)
+    return beat
+
+
 def test_keep_alive_beats_while_the_block_runs_and_stops_after(db_url: str) -> None:
     db = Database(db_url)
     db.ensure_schema()
     job_id = make_job(db)
     with lease.keep_alive(db.engine, job_id, every_seconds=0.05):
-        time.sleep(0.3)
-        first = heartbeat(db, job_id)
-        assert first > OLD
-        time.sleep(0.3)
-        assert heartbeat(db, job_id) > first  # still beating
+        first = beat_after(db, job_id, OLD)
+        beat_after(db, job_id, first)  # still beating
     last = heartbeat(db, job_id)
     time.sleep(0.3)
     assert heartbeat(db, job_id) == last  # stopped with the block

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -100,8 +101,11 @@ def test_a_silent_service_times_out_and_stop_kills_it_and_its_detached_grandchil
         with pytest.raises(StackError, match=r"stubborn did not answer http://127\.0\.0\.1:\d+/health within 2s"):
             stack.add_service("stubborn", [sys.executable, "-c", STUBBORN], f"http://127.0.0.1:{free_port()}/health",
                               timeout=2)
-        log = (stack.log_dir / "stubborn.log").read_text()
-        grandchild = int(log.split("grandchild ")[1].split()[0])
+        log_path = stack.log_dir / "stubborn.log"
+        deadline = time.monotonic() + 30  # the service is still running: on a busy machine it may print late
+        while "grandchild " not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        grandchild = int(log_path.read_text().split("grandchild ")[1].split()[0])
         assert psutil.pid_exists(grandchild)
     finally:
         stack.stop()  # add_service leaves stopping to its caller (start() does it on failure)
