@@ -1,0 +1,80 @@
+"""The ``recover-abandoned-jobs`` flow: find jobs whose run died or never started, and resume them.
+
+A job ``running`` with a heartbeat older than the lease, or ``pending`` for longer than the lease, is
+resumed by an ingest run with its ``job_id``: the lease lets exactly one run take it over, and that run
+loads only the chunks not committed yet (docs/reliability.md). With ``deployment`` (e.g.
+``ingest-clientes/k8s``) each job gets a flow run of that deployment, created once per takeover (an
+idempotency key); without it each job is resumed here, one after another, as a subflow.
+Orchestration only: every IO step is a task. Deployed by prefect.yaml as ``recover-abandoned-jobs/k8s``
+(every 30 minutes) and ``recover-abandoned-jobs/local``; run with ``clientes-ingest recover``.
+Requires: the settings of ``clientes_ingest.settings`` (env ``CLIENTES_*``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from clientes_ingest.recovery_tasks import find_abandoned_jobs, load_database, publish_recovery_report, start_ingest_run
+from clientes_ingest.settings import load_settings
+from flows.ingest import ingest_clientes
+
+# What a resumed ingest run reports (its "action"), as this flow records it.
+OUTCOMES = {"load": "resumed", "resume": "resumed", "in_progress": "held by another run",
+            "already_loaded": "already loaded"}
+
+
+class RecoveryFailed(RuntimeError):
+    """Raised at the end of a recovery in which some job could not be resumed; ``results`` has them all."""
+
+    def __init__(self, message: str, results: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+@flow(name="recover-abandoned-jobs", log_prints=True)
+def recover_abandoned_jobs(
+    lease_seconds: float | None = None, limit: int = 10, deployment: str | None = None
+) -> list[dict[str, Any]]:
+    """Resume up to ``limit`` abandoned jobs, the longest idle first; one dict per job found.
+
+    ``lease_seconds``: how long without a heartbeat makes a job abandoned (default: the setting
+    ``CLIENTES_JOB_LEASE_SECONDS``; the run that resumes a job takes it over only past its own lease).
+    ``deployment``: start runs of this deployment instead of resuming jobs in this process.
+    """
+    logger = get_run_logger()
+    settings = load_settings()
+    lease = settings.job_lease_seconds if lease_seconds is None else lease_seconds
+    db = load_database(settings)
+    results: list[dict[str, Any]] = []
+    for job in find_abandoned_jobs(db, lease, limit):
+        result: dict[str, Any] = {**asdict(job), "last_seen": job.last_seen.isoformat(), "flow_run_id": None,
+                                  "job_status": None, "error": None}
+        if deployment:
+            started = start_ingest_run(deployment, job)
+            result.update(action="started" if started["created"] else "already started",
+                          flow_run_id=started["flow_run_id"], job_status=started["state"])
+        else:
+            try:
+                outcome = ingest_clientes(source=job.source_uri, job_id=job.job_id)
+                result.update(action=OUTCOMES.get(outcome.get("action", ""), outcome.get("action")),
+                              job_status=outcome.get("status"))
+            except Exception as exc:  # one job's failure must not keep the others from being resumed
+                logger.error("job %d could not be resumed: %s", job.job_id, exc)
+                result.update(action="failed", error=str(exc)[:500])
+        logger.info("job %d (%s, idle %.0fs, %d/%d chunks done): %s", job.job_id, job.status, job.idle_seconds,
+                    job.chunks_done, job.chunk_count, result["action"])
+        results.append(result)
+    publish_recovery_report(results, lease)
+    failed = [r["job_id"] for r in results if r["action"] == "failed"]
+    if failed:
+        raise RecoveryFailed(f"{len(failed)} of {len(results)} abandoned job(s) could not be resumed: "
+                             f"{', '.join(map(str, failed))}", results)
+    return results
+
+
+if __name__ == "__main__":
+    print(recover_abandoned_jobs(deployment=sys.argv[1] if len(sys.argv) > 1 else None))
