@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import REPO
+from deploy_support import REPO, flow_name
 
 
 @pytest.fixture(scope="session")
@@ -16,5 +16,7 @@ def prefect_yaml() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def deployments(prefect_yaml: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """prefect.yaml's deployments by name."""
-    return {d["name"]: d for d in prefect_yaml["deployments"]}
+    """prefect.yaml's deployments by full name, <flow name>/<deployment name> (e.g. ingest-clientes/k8s)."""
+    named = {f"{flow_name(d['entrypoint'])}/{d['name']}": d for d in prefect_yaml["deployments"]}
+    assert len(named) == len(prefect_yaml["deployments"]), "two deployments share a full name"
+    return named

@@ -24,6 +24,35 @@ SCHEMAS = Path(__file__).resolve().parent / "schemas"
 IMAGE_REPOSITORY = "ghcr.io/clientes-ingest/clientes-ingest"
 
 
+def flow_def(entrypoint: str) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, ast.Call | None]:
+    """The function a prefect.yaml entrypoint names, and its @flow(...) call (None for a bare @flow); read
+    by AST, without importing it."""
+    path, _, name = entrypoint.partition(":")
+    source = REPO / path
+    assert source.is_file(), f"entrypoint {entrypoint}: {path} does not exist"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+            for deco in node.decorator_list:
+                target = deco.func if isinstance(deco, ast.Call) else deco
+                if (isinstance(target, ast.Name) and target.id == "flow") or (
+                    isinstance(target, ast.Attribute) and target.attr == "flow"
+                ):
+                    return node, deco if isinstance(deco, ast.Call) else None
+            raise AssertionError(f"entrypoint {entrypoint}: {name} is not decorated with @flow")
+    raise AssertionError(f"entrypoint {entrypoint}: no function {name} defined at top level of {path}")
+
+
+def flow_name(entrypoint: str) -> str:
+    """The flow name of an entrypoint: deployments are addressed as <flow name>/<deployment name>."""
+    node, call = flow_def(entrypoint)
+    for kw in call.keywords if call else []:
+        if kw.arg == "name":
+            assert isinstance(kw.value, ast.Constant), "flow name must be a literal"
+            return str(kw.value.value)
+    return node.name.replace("_", "-")  # Prefect's default flow name
+
+
 def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
     """All non-empty documents of a (multi-document) YAML file."""
     with path.open(encoding="utf-8") as fh:

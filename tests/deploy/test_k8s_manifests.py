@@ -343,12 +343,12 @@ def test_deploy_job_registers_pool_blocks_and_k8s_deployment() -> None:
     assert REPO / str(create["base_job_template"]) == TEMPLATE_PATH  # relative to workingDir
     assert container["workingDir"] == final_workdir()
     _, deploy = parse_prefect_cli(commands[2])
-    assert deploy["names"] == ["ingest-clientes/k8s"]
+    assert deploy["names"] == ["ingest-clientes/k8s", "recover-abandoned-jobs/k8s"]
 
 
 def test_trigger_starts_runs_of_the_registered_deployment() -> None:
     (container,) = _pod_spec(_find("Job", "prefect-deploy"))["containers"]
-    (registered,) = parse_prefect_cli(commands_of(container["command"])[2])[1]["names"]
+    registered, _recovery = parse_prefect_cli(commands_of(container["command"])[2])[1]["names"]
     assert _find("ConfigMap", "clientes-ingest-config")["data"]["CLIENTES_TRIGGER_DEPLOYMENT"] == registered
 
 
@@ -409,7 +409,7 @@ def _render(template: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def rendered_job(deployments: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return _render(_template(), deployments["k8s"]["work_pool"]["job_variables"])
+    return _render(_template(), deployments["ingest-clientes/k8s"]["work_pool"]["job_variables"])
 
 
 def test_rendered_job_is_a_valid_kubernetes_job(rendered_job: dict[str, Any]) -> None:
@@ -419,7 +419,7 @@ def test_rendered_job_is_a_valid_kubernetes_job(rendered_job: dict[str, Any]) ->
 def test_rendered_job_carries_the_deployment_settings(
     rendered_job: dict[str, Any], deployments: dict[str, dict[str, Any]]
 ) -> None:
-    variables = deployments["k8s"]["work_pool"]["job_variables"]
+    variables = deployments["ingest-clientes/k8s"]["work_pool"]["job_variables"]
     assert rendered_job["metadata"]["namespace"] == NAMESPACE
     assert rendered_job["spec"]["backoffLimit"] == 0
     pod = rendered_job["spec"]["template"]["spec"]

@@ -15,38 +15,30 @@ from typing import Any
 
 import pytest
 from cronsim import CronSim
-from deploy_support import IMAGE_REPOSITORY, REPO, SECRET_KEY, final_stage_env, final_workdir, project_version
+from deploy_support import (
+    IMAGE_REPOSITORY,
+    REPO,
+    SECRET_KEY,
+    final_stage_env,
+    final_workdir,
+    flow_def,
+    flow_name,
+    project_version,
+)
 
 # The brief's limits; the request covers the measured ~205 MiB of a flow-run pod (docs/scaling.md).
 K8S_RESOURCES = {"cpu_request": "100m", "memory_request": "224Mi", "cpu_limit": "200m", "memory_limit": "256Mi"}
-EXPECTED_POOLS = {"k8s": "kubernetes-pool", "local": "local-process"}
+EXPECTED_POOLS = {
+    "ingest-clientes/k8s": "kubernetes-pool",
+    "ingest-clientes/local": "local-process",
+    "recover-abandoned-jobs/k8s": "kubernetes-pool",
+    "recover-abandoned-jobs/local": "local-process",
+}
+ENTRYPOINTS = {"ingest-clientes": "flows/ingest.py:ingest_clientes",
+               "recover-abandoned-jobs": "flows/recover.py:recover_abandoned_jobs"}
+K8S = ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s")
+LOCAL = ("ingest-clientes/local", "recover-abandoned-jobs/local")
 DAILY_SOURCE = "s3://clientes-ingest/incoming/CLIENTES_IN_{MMYY}.dat"
-
-
-def _flow_def(entrypoint: str) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, ast.Call | None]:
-    """The function an entrypoint names, and its @flow(...) decorator call (None for a bare @flow)."""
-    path, _, name = entrypoint.partition(":")
-    source = REPO / path
-    assert source.is_file(), f"entrypoint {entrypoint}: {path} does not exist"
-    tree = ast.parse(source.read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
-            for deco in node.decorator_list:
-                target = deco.func if isinstance(deco, ast.Call) else deco
-                if (isinstance(target, ast.Name) and target.id == "flow") or (
-                    isinstance(target, ast.Attribute) and target.attr == "flow"
-                ):
-                    return node, deco if isinstance(deco, ast.Call) else None
-            pytest.fail(f"entrypoint {entrypoint}: {name} is not decorated with @flow")
-    pytest.fail(f"entrypoint {entrypoint}: no function {name} defined at top level of {path}")
-
-
-def _flow_name(node: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call | None) -> str:
-    for kw in call.keywords if call else []:
-        if kw.arg == "name":
-            assert isinstance(kw.value, ast.Constant), "flow name must be a literal"
-            return str(kw.value.value)
-    return node.name.replace("_", "-")  # Prefect's default flow name
 
 
 def _flow_params(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[set[str], set[str]]:
@@ -67,7 +59,7 @@ def test_prefect_deploy_accepts_the_file(prefect_yaml: dict[str, Any]) -> None:
     from prefect.cli.deploy._models import PrefectYamlModel  # what `prefect deploy` validates with
 
     model = PrefectYamlModel.model_validate(prefect_yaml)
-    assert [d.name for d in model.deployments] == ["k8s", "local"]
+    assert [d.name for d in model.deployments] == ["k8s", "local", "k8s", "local"]
 
 
 def test_deployments_and_pools(deployments: dict[str, dict[str, Any]]) -> None:
@@ -77,22 +69,22 @@ def test_deployments_and_pools(deployments: dict[str, dict[str, Any]]) -> None:
 def test_work_pools_are_shared_through_yaml_anchors(prefect_yaml: dict[str, Any]) -> None:
     # An alias loads as the very same object as its anchor.
     pools = prefect_yaml["definitions"]["work_pools"]
-    by_name = {d["name"]: d for d in prefect_yaml["deployments"]}
-    assert by_name["k8s"]["work_pool"] is pools["kubernetes"]
-    assert by_name["local"]["work_pool"] is pools["local"]
+    for deployment in prefect_yaml["deployments"]:
+        assert deployment["work_pool"] is pools["kubernetes" if deployment["name"] == "k8s" else "local"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_POOLS))
-def test_entrypoint_is_the_ingest_flow(deployments: dict[str, dict[str, Any]], name: str) -> None:
-    node, call = _flow_def(deployments[name]["entrypoint"])
+def test_entrypoint_is_the_named_flow(deployments: dict[str, dict[str, Any]], name: str) -> None:
     # Deployment names are addressed as <flow name>/<deployment name>, e.g. ingest-clientes/k8s.
-    assert _flow_name(node, call) == "ingest-clientes"
+    entrypoint = deployments[name]["entrypoint"]
+    assert entrypoint == ENTRYPOINTS[name.split("/")[0]]
+    assert flow_name(entrypoint) == name.split("/")[0]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_POOLS))
 def test_parameters_are_flow_parameters(deployments: dict[str, dict[str, Any]], name: str) -> None:
     deployment = deployments[name]
-    params, required = _flow_params(_flow_def(deployment["entrypoint"])[0])
+    params, required = _flow_params(flow_def(deployment["entrypoint"])[0])
     assert set(deployment.get("parameters") or {}) <= params
     for schedule in deployment.get("schedules") or []:
         given = {**(deployment.get("parameters") or {}), **(schedule.get("parameters") or {})}
@@ -103,7 +95,7 @@ def test_parameters_are_flow_parameters(deployments: dict[str, dict[str, Any]], 
 def test_daily_schedule(deployments: dict[str, dict[str, Any]]) -> None:
     from prefect.client.schemas.schedules import CronSchedule
 
-    (schedule,) = deployments["k8s"]["schedules"]
+    (schedule,) = deployments["ingest-clientes/k8s"]["schedules"]
     assert schedule["active"] is True
     CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])  # Prefect's own validation
     tz = zoneinfo.ZoneInfo(schedule["timezone"])
@@ -117,19 +109,37 @@ def test_daily_schedule(deployments: dict[str, dict[str, Any]]) -> None:
 def test_scheduled_source_resolves_to_the_months_file(deployments: dict[str, dict[str, Any]]) -> None:
     from clientes_ingest.staging import resolve_source
 
-    source = deployments["k8s"]["schedules"][0]["parameters"]["source"]
+    source = deployments["ingest-clientes/k8s"]["schedules"][0]["parameters"]["source"]
     # 06:00 in Buenos Aires on 1 May 2025 is 09:00 UTC, the run's scheduled start time.
     when = dt.datetime(2025, 5, 1, 9, 0, tzinfo=dt.UTC)
     assert resolve_source(source, when) == "s3://clientes-ingest/incoming/CLIENTES_IN_0525.dat"
 
 
-def test_local_deployment_has_no_schedule(deployments: dict[str, dict[str, Any]]) -> None:
-    # The compose stack starts runs from the webhook and the SQS trigger only.
-    assert deployments["local"]["schedules"] == []
+def test_recovery_runs_every_30_minutes_and_starts_runs_of_the_k8s_deployment(
+    deployments: dict[str, dict[str, Any]]
+) -> None:
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    recovery = deployments["recover-abandoned-jobs/k8s"]
+    (schedule,) = recovery["schedules"]
+    assert schedule["active"] is True
+    assert IntervalSchedule(interval=schedule["interval"]).interval == dt.timedelta(minutes=30)
+    # The runs it starts are of a deployment declared here, on the same pool and image.
+    assert recovery["parameters"] == {"deployment": "ingest-clientes/k8s"}
+    assert recovery["parameters"]["deployment"] in deployments
+    assert recovery["work_pool"] is deployments["ingest-clientes/k8s"]["work_pool"]
+    assert recovery["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
 
 
-def test_k8s_job_variables(deployments: dict[str, dict[str, Any]]) -> None:
-    variables = deployments["k8s"]["work_pool"]["job_variables"]
+@pytest.mark.parametrize("name", LOCAL)
+def test_local_deployments_have_no_schedule(deployments: dict[str, dict[str, Any]], name: str) -> None:
+    # The compose stack starts runs from the webhook and the SQS trigger only; recovery runs on demand.
+    assert deployments[name]["schedules"] == []
+
+
+@pytest.mark.parametrize("name", K8S)
+def test_k8s_job_variables(deployments: dict[str, dict[str, Any]], name: str) -> None:
+    variables = deployments[name]["work_pool"]["job_variables"]
     assert {k: variables[k] for k in K8S_RESOURCES} == K8S_RESOURCES
     assert variables["namespace"] == "clientes-ingest"
     assert variables["service_account_name"] == "clientes-ingest-flows"
@@ -139,7 +149,7 @@ def test_k8s_job_variables(deployments: dict[str, dict[str, Any]]) -> None:
 
 def test_k8s_job_variables_exist_in_the_job_template(deployments: dict[str, dict[str, Any]]) -> None:
     # Prefect silently ignores a job variable the work pool's template does not declare.
-    variables = deployments["k8s"]["work_pool"]["job_variables"]
+    variables = deployments["ingest-clientes/k8s"]["work_pool"]["job_variables"]
     assert set(variables) <= set(_job_template_variables())
 
 
@@ -147,15 +157,18 @@ def test_local_job_variables_exist_for_process_workers(deployments: dict[str, di
     from prefect.workers.process import ProcessWorker
 
     template = ProcessWorker.get_default_base_job_template()
-    assert set(deployments["local"]["work_pool"].get("job_variables") or {}) <= set(
-        template["variables"]["properties"]
-    )
+    for name in LOCAL:
+        assert set(deployments[name]["work_pool"].get("job_variables") or {}) <= set(
+            template["variables"]["properties"]
+        )
 
 
 def test_pull_steps_point_at_the_code_in_the_image(deployments: dict[str, dict[str, Any]]) -> None:
     import prefect.deployments.steps as steps
     workdir = final_workdir()
-    for name, expected in {"k8s": workdir, "local": "{{ $CLIENTES_PROJECT_DIR }}"}.items():
+    expected_dirs = {**dict.fromkeys(K8S, workdir), **dict.fromkeys(LOCAL, "{{ $CLIENTES_PROJECT_DIR }}")}
+    assert set(expected_dirs) == set(deployments)
+    for name, expected in expected_dirs.items():
         (step,) = deployments[name]["pull"]
         ((function, kwargs),) = step.items()
         assert function == "prefect.deployments.steps.set_working_directory"

@@ -290,8 +290,9 @@ def test_e2e_api_upload_runs_once_reports_counts_and_health_stays_fast(
 
 def test_e2e_daily_schedule_exists_and_produces_scheduled_runs(dev_stack: RunningStack) -> None:
     project = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
-    scheduled = [d for d in project["deployments"] if d.get("schedules")]
-    assert [d["name"] for d in scheduled] == ["k8s"], "prefect.yaml: only the k8s deployment has the daily schedule"
+    ingest = [d for d in project["deployments"] if d["entrypoint"] == "flows/ingest.py:ingest_clientes"]
+    scheduled = [d for d in ingest if d.get("schedules")]
+    assert [d["name"] for d in scheduled] == ["k8s"], "prefect.yaml: only ingest-clientes/k8s has the daily schedule"
     declared = scheduled[0]["schedules"][0]
     pool = scheduled[0]["work_pool"]["name"]
     # Its pool gets no worker here: the runs stay Scheduled, which is what this test reads.
