@@ -1,9 +1,10 @@
-"""The ``clientes-ingest`` command: generate test files, run the ingest flow, inspect jobs, print or
-apply the schema, provision AWS resources and register blocks.
+"""The ``clientes-ingest`` command: generate test files, run the ingest flow, resume abandoned jobs,
+inspect jobs, print or apply the schema, provision AWS resources and register blocks.
 
 Exit codes: 0 success (rejected lines are not failures), 1 the job failed, 2 bad input or usage,
 3 the database is unreachable. Errors are one line on stderr and never contain a password.
-Requires: nothing beyond the package; ``run`` uses Prefect's ephemeral API unless PREFECT_API_URL is set.
+Requires: nothing beyond the package; ``run`` and ``recover`` use Prefect's ephemeral API unless
+PREFECT_API_URL is set.
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CliError(str(exc)) from None
     db = _database(args)
+    _flow_environment(args)
+    summary = _run_flow(args, db)
+    _print_summary(summary)
+    if summary.get("action") in ("already_loaded", "in_progress"):
+        return 0  # nothing for this run to do: not a failure
+    return 0 if summary["status"] in ("completed", "completed_with_rejects") else EXIT_FAILED
+
+
+def _flow_environment(args: argparse.Namespace) -> None:
+    """Settings for flows run in this process: the database, storage, quiet logs, Prefect's ephemeral API."""
     os.environ["CLIENTES_DB_URL"] = _db_url(args)
     if args.storage_root:
         os.environ["CLIENTES_STORAGE_ROOT"] = args.storage_root
@@ -107,11 +118,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Prefect's ephemeral API serves this process alone: there is no other run to share the database
         # with, and no global concurrency limit to find (docs/concurrency.md); skip it, and its warning.
         os.environ.setdefault("CLIENTES_DB_WRITE_LIMIT", "")
-    summary = _run_flow(args, db)
-    _print_summary(summary)
-    if summary.get("action") in ("already_loaded", "in_progress"):
-        return 0  # nothing for this run to do: not a failure
-    return 0 if summary["status"] in ("completed", "completed_with_rejects") else EXIT_FAILED
 
 
 def _prefect_api_url() -> str | None:
@@ -176,6 +182,41 @@ def _print_summary(summary: dict[str, Any]) -> None:
         for row in rejects_table(job):
             rejects.add_row(row["reason"], f"{row['count']:,}", row["share"], row["meaning"])
         console.print(rejects)
+
+
+# ------------------------------------------------------------------------------------------- recover
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, got {args.limit}")
+    if args.lease_seconds is not None and args.lease_seconds <= 0:
+        raise CliError(f"--lease-seconds must be positive, got {args.lease_seconds}")
+    _database(args)
+    _flow_environment(args)
+    if args.lease_seconds is not None:
+        # The runs resumed here take a job over only past their own lease: the same one.
+        os.environ["CLIENTES_JOB_LEASE_SECONDS"] = str(args.lease_seconds)
+    from flows.recover import RecoveryFailed, recover_abandoned_jobs
+
+    failed = False
+    try:
+        results = recover_abandoned_jobs(lease_seconds=args.lease_seconds, limit=args.limit)
+    except RecoveryFailed as exc:
+        results, failed = exc.results, True
+    except Exception as exc:
+        raise CliError(f"{exc}", EXIT_FAILED) from None
+    if not results:
+        print("no abandoned jobs; nothing to do")
+    for r in results:
+        print(f"job {r['job_id']} ({r['file_name']}, {r['status']}, idle {r['idle_seconds']:.0f}s, "
+              f"{r['chunks_done']}/{r['chunk_count']} chunks done): {r['action']}"
+              + (f", now {r['job_status']}" if r.get("job_status") else "")
+              + (f": {r['error']}" if r.get("error") else ""))
+    if failed:
+        print(f"error: {sum(r['action'] == 'failed' for r in results)} of {len(results)} abandoned job(s) "
+              f"could not be resumed", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
 
 
 # ---------------------------------------------------------------------------------------------- jobs
@@ -306,6 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     run.set_defaults(func=cmd_run)
+
+    recover = sub.add_parser("recover", help="resume abandoned jobs: running with no heartbeat for longer than "
+                                             "the lease, or pending for longer than it (ephemeral API by default)")
+    recover.add_argument("--lease-seconds", type=float, help="idle this long makes a job abandoned (default "
+                         "$CLIENTES_JOB_LEASE_SECONDS or 900)")
+    recover.add_argument("--limit", type=int, default=10, help="resume at most N jobs, the longest idle first")
+    recover.add_argument("--db", help=f"SQLAlchemy URL (default $CLIENTES_DB_URL or {DEFAULT_DB_URL})")
+    recover.add_argument("--storage-root", help="local storage directory (default ./.clientes-ingest)")
+    recover.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    recover.set_defaults(func=cmd_recover)
 
     jobs = sub.add_parser("jobs", help="list jobs, or show one job with its counts per reason and per chunk")
     jobs.add_argument("job_id", nargs="?", type=int)

@@ -1,0 +1,75 @@
+"""`clientes-ingest recover` as a real process on SQLite and Prefect's ephemeral API: nothing to do is
+exit 0, an abandoned job is resumed (only its missing chunks) and completes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+from support.loading import load_file, rejects, rows, stage
+
+from clientes_ingest import jobs, loader
+from clientes_ingest.cli import main
+from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
+from clientes_ingest.generator import generate
+from clientes_ingest.storage import LocalStorage
+
+
+def recover(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "CLIENTES_"))}
+    env.update({"PREFECT_HOME": str(cwd / ".prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "CLIENTES_RETRY_BACKOFF_SECONDS": "0"})
+    exe = Path(sys.executable).with_name("clientes-ingest")
+    return subprocess.run([str(exe), "recover", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_nothing_to_recover_is_exit_0(tmp_path: Path, sqlite_url: str) -> None:
+    done = recover(tmp_path, "--db", sqlite_url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "no abandoned jobs; nothing to do"
+
+
+def test_bad_options_are_usage_errors(sqlite_url: str) -> None:
+    assert main(["recover", "--db", sqlite_url, "--limit", "0"]) == 2
+    assert main(["recover", "--db", sqlite_url, "--lease-seconds", "-1"]) == 2
+
+
+def test_an_abandoned_job_is_resumed_and_completes(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "CLIENTES_IN_0425.dat"
+    generate(path, lines=3000, seed=21)
+    db = Database(sqlite_url)
+    db.ensure_schema()
+    store = tmp_path / "store"
+    storage = LocalStorage(store)
+    # A run that died an hour ago after committing its first two chunks.
+    registration = jobs.register_job(db.engine, stage(path, storage, 16 * 1024))
+    for chunk in registration.pending[:2]:
+        loader.load_chunk(db, storage, registration.job_id, registration.uri, chunk, block_size=8192,
+                          max_line_bytes=1 << 20)
+    with db.engine.begin() as conn:
+        conn.execute(ingest_jobs.update().values(heartbeat_at=utcnow() - dt.timedelta(hours=1)))
+    total = len(registration.pending)
+
+    done = recover(tmp_path, "--db", sqlite_url, "--storage-root", str(store), "--lease-seconds", "600")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Idle an hour plus the command's start-up.
+    assert re.fullmatch(rf"job {registration.job_id} \(CLIENTES_IN_0425.dat, running, idle 36\d\ds, 2/{total} "
+                        rf"chunks done\): resumed, now completed_with_rejects\n", done.stdout), done.stdout
+    summary = jobs.get_job(db.engine, registration.job_id)
+    assert (summary.status, summary.chunks_done) == ("completed_with_rejects", total)
+    with db.engine.connect() as conn:
+        attempts = dict(conn.execute(sa.select(ingest_chunks.c.chunk_no, ingest_chunks.c.attempts)).all())
+    assert set(attempts.values()) == {1}  # the two committed chunks were not loaded again
+    clean = Database(f"sqlite:///{tmp_path / 'clean.db'}")
+    clean_job = load_file(clean, path, tmp_path / "clean-store").job_id
+    assert rows(db) == rows(clean, clean_job) and rejects(db) == rejects(clean, clean_job)
+    # Done: a second recovery finds nothing.
+    again = recover(tmp_path, "--db", sqlite_url, "--storage-root", str(store), "--lease-seconds", "600")
+    assert (again.returncode, again.stdout.strip()) == (0, "no abandoned jobs; nothing to do")
