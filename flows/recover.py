@@ -18,7 +18,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from clientes_ingest.recovery_tasks import find_abandoned_jobs, load_database, publish_recovery_report, start_ingest_run
+from clientes_ingest.recovery_tasks import (
+    MAX_STARTS,
+    find_abandoned_jobs,
+    load_database,
+    publish_recovery_report,
+    start_ingest_run,
+)
 from clientes_ingest.settings import load_settings
 from flows.ingest import ingest_clientes
 
@@ -57,6 +63,9 @@ def recover_abandoned_jobs(
             started = start_ingest_run(deployment, job)
             result.update(action="started" if started["created"] else "already started",
                           flow_run_id=started["flow_run_id"], job_status=started["state"])
+            if started["exhausted"]:
+                result.update(action="failed", error=f"{MAX_STARTS} runs of {deployment} ended without taking the "
+                                                     f"job over; the last: {started['flow_run_id']}")
         else:
             try:
                 outcome = ingest_clientes(source=job.source_uri, job_id=job.job_id)

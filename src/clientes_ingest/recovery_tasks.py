@@ -18,6 +18,9 @@ from clientes_ingest.settings import Settings
 from clientes_ingest.tasks import backoff
 
 REPORT_KEY = "recovered-jobs"
+# Runs started per takeover: a run that ended (crashed, cancelled, failed) without taking the job over is
+# replaced by the next recovery, this many times in all; then the recovery reports the job as failed.
+MAX_STARTS = 3
 
 
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
@@ -43,26 +46,35 @@ def find_abandoned_jobs(db: Database, lease_seconds: float, limit: int) -> list[
 def start_ingest_run(deployment: str, job: recovery.AbandonedJob) -> dict[str, Any]:
     """Create a run of ``deployment`` resuming ``job``, once per takeover (its idempotency key).
 
-    Returns the flow run's id and state, and whether this call created it (False: an earlier recovery
-    already did, e.g. a concurrent one; the lookup before the call only informs that report, the
-    idempotency key is what prevents the second run).
+    A run of an earlier recovery that has not ended is reported instead (``created`` False). One that
+    ended without taking the job over (the job would have a new takeover key otherwise) is replaced,
+    under the next key of the takeover, up to ``MAX_STARTS`` runs; after that ``exhausted`` is True and
+    nothing is started. Two recoveries racing here pick the same key, so Prefect creates one run.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
-    key = f"{deployment}:{job.takeover_key}"
+    keys = [f"{deployment}:{job.takeover_key}:start-{n}" for n in range(1, MAX_STARTS + 1)]
     with get_client(sync_client=True) as client:
         earlier = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])), limit=1)
-    run = run_deployment(deployment, parameters={"source": job.source_uri, "job_id": job.job_id}, timeout=0,
-                         idempotency_key=key, tags=["clientes-ingest", "recovery"])
-    assert isinstance(run, FlowRun)  # the sync call in a sync task returns the run itself
-    state = run.state.name if run.state else None
-    get_run_logger().info("job %d: %s run %s of %s (%s)", job.job_id, "found the earlier" if earlier else "started",
-                          run.id, deployment, state)
-    return {"flow_run_id": str(run.id), "created": not earlier, "state": state}
+            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=keys)), limit=MAX_STARTS)
+    logger = get_run_logger()
+    live = [r for r in earlier if not (r.state and r.state.is_final())]
+    if live or len(earlier) >= MAX_STARTS:
+        run = live[0] if live else max(earlier, key=lambda r: keys.index(r.idempotency_key or keys[0]))
+        state = run.state.name if run.state else None
+        logger.info("job %d: run %s of %s %s (%s)", job.job_id, run.id, deployment,
+                    "already started" if live else f"is the last of {MAX_STARTS} that ended", state)
+        return {"flow_run_id": str(run.id), "created": False, "state": state, "exhausted": not live}
+    new = run_deployment(deployment, parameters={"source": job.source_uri, "job_id": job.job_id}, timeout=0,
+                         idempotency_key=keys[len(earlier)], tags=["clientes-ingest", "recovery"])
+    assert isinstance(new, FlowRun)  # the sync call in a sync task returns the run itself
+    state = new.state.name if new.state else None
+    logger.info("job %d: started run %s of %s (%s)%s", job.job_id, new.id, deployment, state,
+                f", replacing {len(earlier)} that ended without taking the job over" if earlier else "")
+    return {"flow_run_id": str(new.id), "created": True, "state": state, "exhausted": False}
 
 
 @task(cache_policy=NO_CACHE)

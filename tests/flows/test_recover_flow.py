@@ -179,3 +179,38 @@ def test_deployment_mode_creates_one_run_per_takeover(env: Database, tmp_path: P
     with get_client(sync_client=True) as client:
         assert len(client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))) == 2
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_deployment_mode_replaces_a_run_that_ended_without_taking_the_job_over(env: Database, tmp_path: Path) -> None:
+    from prefect.states import Crashed
+
+    deployment_id = ingest_clientes.to_deployment(name="recover-replace").apply()
+    path = make_file(tmp_path, "CLIENTES_IN_0525.dat", 6)
+    job_id, _ = dead_run(env, path, tmp_path / "store", loaded=1)
+    time.sleep(2 * LEASE)
+    deployment = "ingest-clientes/recover-replace"
+
+    def crash(flow_run_id: str) -> None:  # its pod never started, say: the run ends, the job is untouched
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run_id, Crashed(message="pod never started"), force=True)
+
+    started: list[str] = []
+    for _ in range(recovery_tasks.MAX_STARTS):
+        (result,) = recover_abandoned_jobs(lease_seconds=LEASE, deployment=deployment)
+        assert result["action"] == "started" and result["flow_run_id"] not in started, result
+        started.append(result["flow_run_id"])
+        (again,) = recover_abandoned_jobs(lease_seconds=LEASE, deployment=deployment)
+        assert (again["action"], again["flow_run_id"]) == ("already started", started[-1])  # not ended yet
+        crash(started[-1])
+
+    with pytest.raises(RecoveryFailed, match=f"1 of 1 abandoned job\\(s\\) could not be resumed: {job_id}") as failed:
+        recover_abandoned_jobs(lease_seconds=LEASE, deployment=deployment)  # gives up: a person looks at it
+    ((job, action, flow_run_id, error),) = [(r["job_id"], r["action"], r["flow_run_id"], r["error"])
+                                            for r in failed.value.results]
+    assert (job, action, flow_run_id) == (job_id, "failed", started[-1])
+    assert error.startswith(f"{recovery_tasks.MAX_STARTS} runs of {deployment} ended without taking the job over")
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+    assert sorted(str(r.id) for r in runs) == sorted(started)
+    assert {(r.parameters["job_id"], r.state.type.value if r.state else None) for r in runs} == {(job_id, "CRASHED")}
