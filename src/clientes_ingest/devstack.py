@@ -2,7 +2,8 @@
 
 ``DevStack.start()`` starts, as child processes each in its own process group: a moto server (S3 + SQS,
 provisioned like ``clientes-ingest aws init``), a Prefect server with its UI, the process work pool
-``local-process`` with the blocks and the deployment ``ingest-clientes/local`` applied from prefect.yaml,
+``local-process`` with the blocks and the deployments ``ingest-clientes/local`` and
+``recover-abandoned-jobs/local`` applied from prefect.yaml,
 a worker, the SQS trigger service and the webhook API. It waits for each one to answer its health check
 before starting the next and fails naming the service and its log file. ``stop()`` terminates every
 child and their descendants (a process worker runs flows in new sessions), then kills what is left;
@@ -47,6 +48,7 @@ __all__ = ["DevStack", "Service", "StackError", "banner", "find_project_dir", "f
            "log_tail", "port_in_use", "run_dev_stack"]
 
 LOCAL_DEPLOYMENT = "ingest-clientes/local"
+RECOVERY_DEPLOYMENT = "recover-abandoned-jobs/local"
 LOCAL_POOL = "local-process"
 # The API stores uploads outside the trigger's incoming/ prefix: otherwise the bucket notification would
 # start a second run of the same upload, racing the API's run for the content claim.
@@ -178,7 +180,7 @@ class DevStack:
             worker = self.supervisor.spawn("worker", worker_args,
                                            {"PREFECT_WORKER_WEBSERVER_HOST": self.client_host,
                                             "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port)})
-            self.deploy(LOCAL_DEPLOYMENT)  # while the worker boots: it only needs the pool
+            self.deploy(LOCAL_DEPLOYMENT, RECOVERY_DEPLOYMENT)  # while the worker boots: it only needs the pool
             self.supervisor.wait_http(worker, f"http://{self.client_host}:{worker_port}/health", timeout=60,
                             ready=self._worker_online)
             self.add_service("trigger", [sys.executable, "-m", "deployments.trigger"], f"{self.trigger_url}/health")
@@ -311,10 +313,10 @@ class DevStack:
         """A ``prefect`` CLI command line (run it with ``run_tools`` against the stack's server)."""
         return [sys.executable, "-m", "prefect", *args]
 
-    def deploy(self, name: str) -> None:
-        """Apply one deployment of prefect.yaml (its work pool must exist)."""
-        tool = f"deploy-{name.rsplit('/', 1)[-1]}"
-        self.run_tools((tool, self.prefect_args("--no-prompt", "deploy", "--name", name)))
+    def deploy(self, *names: str) -> None:
+        """Apply deployments of prefect.yaml in one ``prefect deploy`` (their work pools must exist)."""
+        flags = [arg for name in names for arg in ("--name", name)]
+        self.run_tools(("deploy", self.prefect_args("--no-prompt", "deploy", *flags)))
 
     def _write_state(self) -> None:
         """stack.json for tools and tests, stack.env to ``source`` in a shell; 0600: they hold the token."""

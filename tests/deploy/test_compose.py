@@ -120,23 +120,24 @@ def test_services_run_the_expected_programs() -> None:
     }
 
 
-def test_setup_creates_the_pool_and_deploys_the_local_deployment() -> None:
+def test_setup_creates_the_pool_and_deploys_the_local_deployments() -> None:
     create, _, deploy = commands_of(SERVICES["setup"]["command"])
     _, args = parse_prefect_cli(create)
     assert (args["name"], args["type"]) == ("local-process", "process")
     _, args = parse_prefect_cli(deploy)
-    assert args["names"] == ["ingest-clientes/local"]
+    assert args["names"] == ["ingest-clientes/local", "recover-abandoned-jobs/local"]
     assert "--no-prompt" in deploy, "prefect deploy must not wait for input"
     deployments = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]
-    assert {"name": "local", "pool": "local-process"} in [
-        {"name": d["name"], "pool": d["work_pool"]["name"]} for d in deployments
-    ]
+    declared = [(d["entrypoint"], d["name"], d["work_pool"]["name"]) for d in deployments]
+    assert ("flows/ingest.py:ingest_clientes", "local", "local-process") in declared
+    assert ("flows/recover.py:recover_abandoned_jobs", "local", "local-process") in declared
 
 
 def test_trigger_starts_runs_of_the_registered_deployment() -> None:
     _, _, deploy = commands_of(SERVICES["setup"]["command"])
-    (registered,) = parse_prefect_cli(deploy)[1]["names"]
-    assert SERVICES["trigger"]["environment"]["CLIENTES_TRIGGER_DEPLOYMENT"] == registered
+    registered = parse_prefect_cli(deploy)[1]["names"]
+    (ingest,) = [name for name in registered if name.startswith("ingest-clientes/")]
+    assert SERVICES["trigger"]["environment"]["CLIENTES_TRIGGER_DEPLOYMENT"] == ingest
 
 
 def test_worker_serves_the_local_pool_and_its_healthcheck_port() -> None:

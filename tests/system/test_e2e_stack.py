@@ -2,7 +2,8 @@
 trigger, webhook API) loading into PostgreSQL.
 
 1. ``prefect deployment run ingest-clientes/local`` on an object in the bucket -> the run completes and
-   the rows equal a direct local load of the same file;
+   the rows equal a direct local load of the same file; a job left running by a dead run is resumed by
+   ``recover-abandoned-jobs/local`` through a run of ``ingest-clientes/local`` (missing chunks only);
 2. an upload into ``incoming/`` -> S3 notification -> SQS -> trigger -> one run, completed;
 3. ``POST /process`` -> one run, completed -> ``GET /jobs/{id}`` has the counts, while ``/health``
    answered every probe, 99% of them within 100 ms and none in 500 ms or more;
@@ -32,9 +33,11 @@ import sqlalchemy as sa
 import yaml
 from support.loading import load_file, rejects, rows
 
-from clientes_ingest.db import Database, ingest_jobs
+from clientes_ingest import jobs, loader, staging
+from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
 from clientes_ingest.devstack import port_in_use
 from clientes_ingest.generator import generate
+from clientes_ingest.s3 import S3Storage
 
 if TYPE_CHECKING:
     from conftest import RunningStack  # tests/system/conftest.py
@@ -136,6 +139,47 @@ def test_e2e_deployment_run_loads_the_same_rows_as_a_local_run(dev_stack: Runnin
     with stack_db.engine.connect() as conn:
         job = conn.execute(sa.select(ingest_jobs).where(ingest_jobs.c.id == job_id)).mappings().one()
     assert job["status"] == "completed_with_rejects" and job["chunk_count"] > 1  # 64 KB chunks: mapped tasks
+
+
+# ------------------------------------------------------------------------------------------------- 1b
+
+
+def test_e2e_recovery_deployment_resumes_a_dead_runs_job_through_the_worker(
+    dev_stack: RunningStack, stack_db: Database, reference: Reference, tmp_path: Path
+) -> None:
+    path = clientes_file(tmp_path, "0625", lines=3000, seed=102)
+    key = f"manual/{path.name}"
+    s3 = dev_stack.s3()
+    s3.upload_file(str(path), dev_stack.bucket, key)
+    # What a flow run killed after its first chunk leaves, its pod gone twenty minutes ago (the default
+    # lease is 15): a running job with a stale heartbeat and every other chunk still to load.
+    storage = S3Storage(s3, dev_stack.bucket)
+    registration = jobs.register_job(stack_db.engine, staging.stage_source(f"s3://{dev_stack.bucket}/{key}", storage,
+                                                                          64 * 1024))
+    job_id, first, rest = registration.job_id, registration.pending[0], registration.pending[1:]
+    assert rest, "the file must plan more than one chunk"
+    loader.load_chunk(stack_db, storage, job_id, registration.uri, first, block_size=1 << 16, max_line_bytes=1 << 20)
+    with stack_db.engine.begin() as conn:
+        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id)
+                     .values(heartbeat_at=utcnow() - dt.timedelta(minutes=20)))
+
+    # The on-demand recovery, in its deployment mode: it starts a run of the ingest deployment per job.
+    out = dev_stack.prefect_cli("deployment", "run", "recover-abandoned-jobs/local", "-p", f"deployment={LOCAL}")
+    recovery_id = UUID_RE.search(out)
+    assert recovery_id, out
+    assert_completed(dev_stack, wait_final(dev_stack, recovery_id.group(0)))
+    (resumed,) = [r for r in local_runs(dev_stack) if r.parameters.get("job_id") == job_id]
+    resumed = wait_final(dev_stack, str(resumed.id))
+    assert_completed(dev_stack, resumed)
+
+    expected_rows, expected_rejects = reference.load(path)
+    assert rows(stack_db, job_id) == expected_rows and rejects(stack_db, job_id) == expected_rejects
+    with stack_db.engine.connect() as conn:
+        job = conn.execute(sa.select(ingest_jobs).where(ingest_jobs.c.id == job_id)).mappings().one()
+        attempts = dict(conn.execute(sa.select(ingest_chunks.c.chunk_no, ingest_chunks.c.attempts)
+                                     .where(ingest_chunks.c.job_id == job_id)).all())
+    assert (job["status"], job["runs"], job["flow_run_id"]) == ("completed_with_rejects", 2, str(resumed.id))
+    assert attempts == {c.index: 1 for c in [first, *rest]}  # the dead run's chunk was not loaded again
 
 
 # ------------------------------------------------------------------------------------------------- 2
