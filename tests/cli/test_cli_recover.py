@@ -40,20 +40,25 @@ def test_bad_options_are_usage_errors(sqlite_url: str) -> None:
     assert main(["recover", "--db", sqlite_url, "--lease-seconds", "-1"]) == 2
 
 
-def test_an_abandoned_job_is_resumed_and_completes(tmp_path: Path, sqlite_url: str) -> None:
-    path = tmp_path / "CLIENTES_IN_0425.dat"
-    generate(path, lines=3000, seed=21)
-    db = Database(sqlite_url)
-    db.ensure_schema()
-    store = tmp_path / "store"
-    storage = LocalStorage(store)
-    # A run that died an hour ago after committing its first two chunks.
+def dead_run(db: Database, path: Path, storage: LocalStorage, seed: int) -> jobs.Registration:
+    """A run that died an hour ago after committing the first two chunks of a generated file."""
+    generate(path, lines=3000, seed=seed)
     registration = jobs.register_job(db.engine, stage(path, storage, 16 * 1024))
     for chunk in registration.pending[:2]:
         loader.load_chunk(db, storage, registration.job_id, registration.uri, chunk, block_size=8192,
                           max_line_bytes=1 << 20)
     with db.engine.begin() as conn:
-        conn.execute(ingest_jobs.update().values(heartbeat_at=utcnow() - dt.timedelta(hours=1)))
+        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == registration.job_id)
+                     .values(heartbeat_at=utcnow() - dt.timedelta(hours=1)))
+    return registration
+
+
+def test_an_abandoned_job_is_resumed_and_completes(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "CLIENTES_IN_0425.dat"
+    db = Database(sqlite_url)
+    db.ensure_schema()
+    store = tmp_path / "store"
+    registration = dead_run(db, path, LocalStorage(store), seed=21)
     total = len(registration.pending)
 
     done = recover(tmp_path, "--db", sqlite_url, "--storage-root", str(store), "--lease-seconds", "600")
@@ -73,3 +78,27 @@ def test_an_abandoned_job_is_resumed_and_completes(tmp_path: Path, sqlite_url: s
     # Done: a second recovery finds nothing.
     again = recover(tmp_path, "--db", sqlite_url, "--storage-root", str(store), "--lease-seconds", "600")
     assert (again.returncode, again.stdout.strip()) == (0, "no abandoned jobs; nothing to do")
+
+
+def test_a_job_that_cannot_be_resumed_is_exit_1_and_the_others_still_complete(tmp_path: Path, sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    db.ensure_schema()
+    store = tmp_path / "store"
+    storage = LocalStorage(store)
+    lost = dead_run(db, tmp_path / "CLIENTES_IN_0425.dat", storage, seed=22)
+    good = dead_run(db, tmp_path / "CLIENTES_IN_0525.dat", storage, seed=23)
+    stored = [p for p in store.rglob("*") if p.is_file() and p.name.endswith("CLIENTES_IN_0425.dat")]
+    assert len(stored) == 1
+    stored[0].unlink()  # the stored copy of the first file is gone: its job cannot be resumed
+
+    done = recover(tmp_path, "--db", sqlite_url, "--storage-root", str(store), "--lease-seconds", "600")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "error: 1 of 2 abandoned job(s) could not be resumed" in done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith(f"job {lost.job_id} (CLIENTES_IN_0425.dat, running") and "): failed: " in line
+               for line in lines), done.stdout
+    assert any(line.startswith(f"job {good.job_id} (CLIENTES_IN_0525.dat, running")
+               and line.endswith("resumed, now completed_with_rejects") for line in lines), done.stdout
+    assert jobs.get_job(db.engine, good.job_id).status == "completed_with_rejects"
+    assert jobs.get_job(db.engine, lost.job_id).status != "completed_with_rejects"
