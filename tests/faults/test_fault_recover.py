@@ -58,7 +58,7 @@ def killed_mid_chunk(
 def wait_heartbeat_older_than(url: str, job_id: int, seconds: float) -> None:
     wait_until(lambda: query(url, f"SELECT now() AT TIME ZONE 'UTC' - heartbeat_at > interval '{seconds} seconds' "
                                   "FROM ingest_jobs WHERE id = :j", j=job_id)[0][0],
-               timeout=15, what="the dead run's heartbeat to age past the lease")
+               timeout=30, what="the dead run's heartbeat to age past the lease")
 
 
 def assert_loaded_exactly_once(url: str, job_id: int, before: dict[int, tuple[str, int]],
@@ -108,9 +108,11 @@ def test_two_recoveries_racing_on_one_job_load_it_once(
 ) -> None:
     url = new_pg()
     job_id, before = killed_mid_chunk(url, str(reference.path), child_env, tmp_path)
-    wait_heartbeat_older_than(url, job_id, 2.5)
+    # A 5 s lease (the winner beats every 5/3 s): short enough for a test, long enough that a busy machine
+    # does not delay the winner's beats past it and let the loser take the job over as well.
+    wait_heartbeat_older_than(url, job_id, 6)
     with children() as started:
-        recoveries = [Child(cli_args("recover", "--db", url, "--lease-seconds", "2"), child_env, tmp_path,
+        recoveries = [Child(cli_args("recover", "--db", url, "--lease-seconds", "5"), child_env, tmp_path,
                             f"recover-{n}") for n in (1, 2)]
         started.extend(recoveries)
         for child in recoveries:
