@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from support.loading import rejects, rows
+
+from clientes_ingest.db import Database
 
 T = TypeVar("T")
 
@@ -384,6 +387,41 @@ def copying_while_frozen(child: Child, url: str, act: Callable[[list[int]], None
         if pids:
             act(pids)
         return pids
+
+
+def kill_mid_chunk(run: Child, url: str, *, committed: int = 2) -> None:
+    """SIGKILL ``run`` inside a chunk's bulk load, once ``committed`` chunks are done: it is frozen while the
+    COPY is seen, so that chunk cannot commit between the check and the kill."""
+
+    def mid_chunk() -> bool:
+        return (chunk_states(url).get("done", 0) >= committed and run.alive()
+                and bool(copying_while_frozen(run, url, lambda _: run.kill(signal.SIGKILL))))
+
+    wait_until(mid_chunk, timeout=120, what="a chunk in the middle of its bulk load", child=run)
+    assert run.wait(timeout=30) == -signal.SIGKILL
+
+
+def wait_heartbeat_older_than(url: str, job_id: int, seconds: float) -> None:
+    """Wait until the job's heartbeat (written by a run now dead) is older than ``seconds``."""
+    wait_until(lambda: query(url, f"SELECT now() AT TIME ZONE 'UTC' - heartbeat_at > interval '{seconds} seconds' "
+                                  "FROM ingest_jobs WHERE id = :j", j=job_id)[0][0],
+               timeout=30, what="the dead run's heartbeat to age past the lease")
+
+
+def assert_loaded_exactly_once(url: str, job_id: int, before: dict[int, tuple[str, int]],
+                               reference: Reference) -> None:
+    """After a resume: committed chunks were not loaded again, the others once more, and the tables and
+    the job equal a clean single run."""
+    after = chunk_attempts(url, job_id)
+    for chunk_no, (state, attempts) in before.items():
+        assert after[chunk_no][0] == "done"
+        assert after[chunk_no][1] == (attempts if state == "done" else attempts + 1), chunk_no
+    db = Database(url)
+    assert rows(db) == reference.rows
+    assert rejects(db) == reference.rejects
+    ((_, status, loaded, rejected, error),) = jobs_table(url)
+    assert (status, loaded, rejected, error) == ("completed_with_rejects", len(reference.rows),
+                                                 len(reference.rejects), None)
 
 
 def jobs_table(url: str) -> list[tuple[Any, ...]]:

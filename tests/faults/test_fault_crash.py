@@ -6,7 +6,6 @@ no gap. Real child processes, the real PostgreSQL server.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,14 +13,14 @@ import pytest
 from faultkit import (
     Child,
     Reference,
+    assert_loaded_exactly_once,
     children,
     chunk_attempts,
-    chunk_states,
     cli_args,
-    copying_while_frozen,
     jobs_table,
+    kill_mid_chunk,
     query,
-    wait_until,
+    wait_heartbeat_older_than,
 )
 from pydantic import ValidationError
 from support.loading import rejects, rows
@@ -56,14 +55,7 @@ def test_sigkill_mid_chunk_then_rerun_loads_exactly_once(
         first = Child(cli_args("run", source, "--db", url, "--quiet"), child_env, tmp_path, "first")
         started.append(first)
 
-        def mid_chunk() -> bool:
-            # Some chunks committed, and a chunk's transaction has already copied rows: kill it while it is
-            # frozen there, so the chunk cannot commit between the check and the kill.
-            return (chunk_states(url).get("done", 0) >= 2 and first.alive()
-                    and bool(copying_while_frozen(first, url, lambda _: first.kill(signal.SIGKILL))))
-
-        wait_until(mid_chunk, timeout=120, what="a chunk in the middle of its bulk load", child=first)
-        assert first.wait(timeout=30) == -signal.SIGKILL
+        kill_mid_chunk(first, url)  # some chunks committed, a chunk's transaction has already copied rows
 
         # What the dead run left: a 'running' job, committed chunks complete, the killed chunk absent.
         ((job_id, status, *_),) = jobs_table(url)
@@ -87,20 +79,9 @@ def test_sigkill_mid_chunk_then_rerun_loads_exactly_once(
 
         # After the lease, the job is taken over and only its missing chunks load.
         lease_env = {**child_env, LEASE_ENV: "0.5"}
-        wait_until(lambda: query(url, "SELECT now() AT TIME ZONE 'UTC' - heartbeat_at > interval '1 second' "
-                                      "FROM ingest_jobs WHERE id = :j", j=job_id)[0][0],
-                   timeout=10, what="the dead run's heartbeat to age past the lease")
+        wait_heartbeat_older_than(url, job_id, 1)
         second = Child(cli_args("run", source, "--db", url, "--quiet"), lease_env, tmp_path, "second")
         started.append(second)
         assert second.wait(timeout=120) == 0, second.output()
 
-    after = chunk_attempts(url, job_id)
-    for chunk_no, (state, attempts) in before.items():
-        assert after[chunk_no][0] == "done"
-        # Committed chunks were not loaded again; the killed and unstarted ones were loaded once more.
-        assert after[chunk_no][1] == (attempts if state == "done" else attempts + 1), chunk_no
-    assert rows(db) == reference.rows
-    assert rejects(db) == reference.rejects
-    ((_, status, loaded, rejected, error),) = jobs_table(url)
-    assert (status, loaded, rejected, error) == ("completed_with_rejects", len(reference.rows),
-                                                 len(reference.rejects), None)
+    assert_loaded_exactly_once(url, job_id, before, reference)

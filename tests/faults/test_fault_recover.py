@@ -7,7 +7,6 @@ child processes, the real PostgreSQL server.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,18 +14,15 @@ import pytest
 from faultkit import (
     Child,
     Reference,
+    assert_loaded_exactly_once,
     children,
     chunk_attempts,
-    chunk_states,
     cli_args,
-    copying_while_frozen,
     jobs_table,
-    query,
-    wait_until,
+    kill_mid_chunk,
+    wait_heartbeat_older_than,
 )
-from support.loading import rejects, rows
 
-from clientes_ingest.db import Database
 from flows.recover import recover_abandoned_jobs
 
 LEASE_ENV = "CLIENTES_JOB_LEASE_SECONDS"
@@ -41,39 +37,12 @@ def killed_mid_chunk(
     with children() as started:
         run = Child(cli_args("run", source, "--db", url, "--quiet"), env, log_dir, "killed")
         started.append(run)
-
-        def mid_chunk() -> bool:
-            return (chunk_states(url).get("done", 0) >= 2 and run.alive()
-                    and bool(copying_while_frozen(run, url, lambda _: run.kill(signal.SIGKILL))))
-
-        wait_until(mid_chunk, timeout=120, what="a chunk in the middle of its bulk load", child=run)
-        assert run.wait(timeout=30) == -signal.SIGKILL
+        kill_mid_chunk(run, url)
     ((job_id, status, *_),) = jobs_table(url)
     assert status == "running"
     before = chunk_attempts(url, job_id)
     assert 2 <= sum(s == "done" for s, _ in before.values()) < len(before)
     return job_id, before
-
-
-def wait_heartbeat_older_than(url: str, job_id: int, seconds: float) -> None:
-    wait_until(lambda: query(url, f"SELECT now() AT TIME ZONE 'UTC' - heartbeat_at > interval '{seconds} seconds' "
-                                  "FROM ingest_jobs WHERE id = :j", j=job_id)[0][0],
-               timeout=30, what="the dead run's heartbeat to age past the lease")
-
-
-def assert_loaded_exactly_once(url: str, job_id: int, before: dict[int, tuple[str, int]],
-                               reference: Reference) -> None:
-    after = chunk_attempts(url, job_id)
-    for chunk_no, (state, attempts) in before.items():
-        assert after[chunk_no][0] == "done"
-        # Committed chunks were not loaded again; the killed and unstarted ones were loaded once more.
-        assert after[chunk_no][1] == (attempts if state == "done" else attempts + 1), chunk_no
-    db = Database(url)
-    assert rows(db) == reference.rows
-    assert rejects(db) == reference.rejects
-    ((_, status, loaded, rejected, error),) = jobs_table(url)
-    assert (status, loaded, rejected, error) == ("completed_with_rejects", len(reference.rows),
-                                                 len(reference.rejects), None)
 
 
 @pytest.mark.timeout(240)
