@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from support.loading import load_file, rejects, rows, stage
+from support.loading import load_file, partly_loaded, rejects, rows
 
-from clientes_ingest import jobs, loader
+from clientes_ingest import jobs
 from clientes_ingest.cli import main
-from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
+from clientes_ingest.db import Database, ingest_chunks
 from clientes_ingest.generator import generate
 from clientes_ingest.storage import LocalStorage
 
@@ -43,14 +43,8 @@ def test_bad_options_are_usage_errors(sqlite_url: str) -> None:
 def dead_run(db: Database, path: Path, storage: LocalStorage, seed: int) -> jobs.Registration:
     """A run that died an hour ago after committing the first two chunks of a generated file."""
     generate(path, lines=3000, seed=seed)
-    registration = jobs.register_job(db.engine, stage(path, storage, 16 * 1024))
-    for chunk in registration.pending[:2]:
-        loader.load_chunk(db, storage, registration.job_id, registration.uri, chunk, block_size=8192,
-                          max_line_bytes=1 << 20)
-    with db.engine.begin() as conn:
-        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == registration.job_id)
-                     .values(heartbeat_at=utcnow() - dt.timedelta(hours=1)))
-    return registration
+    return partly_loaded(db, path, storage, chunk_size=16 * 1024, loaded=2, block_size=8192,
+                         heartbeat_age=dt.timedelta(hours=1))
 
 
 def test_an_abandoned_job_is_resumed_and_completes(tmp_path: Path, sqlite_url: str) -> None:

@@ -20,9 +20,9 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
 )
-from support.loading import load_file, rejects, rows, stage
+from support.loading import load_file, partly_loaded, rejects, rows
 
-from clientes_ingest import jobs, loader, recovery_tasks
+from clientes_ingest import jobs, recovery_tasks
 from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
 from clientes_ingest.generator import generate
 from clientes_ingest.storage import LocalStorage
@@ -54,11 +54,7 @@ def make_file(tmp_path: Path, name: str, seed: int) -> Path:
 
 def dead_run(db: Database, path: Path, store: Path, loaded: int) -> tuple[int, list[int]]:
     """What a run killed after committing ``loaded`` chunks leaves: a 'running' job, the rest undone."""
-    storage = LocalStorage(store)
-    registration = jobs.register_job(db.engine, stage(path, storage, 8 * 1024))
-    for chunk in registration.pending[:loaded]:
-        loader.load_chunk(db, storage, registration.job_id, registration.uri, chunk, block_size=4096,
-                          max_line_bytes=1 << 20)
+    registration = partly_loaded(db, path, LocalStorage(store), chunk_size=8 * 1024, loaded=loaded, block_size=4096)
     return registration.job_id, [c.index for c in registration.pending[loaded:]]
 
 

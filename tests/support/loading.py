@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from clientes_ingest import jobs, loader, staging
-from clientes_ingest.db import Database, clientes, ingest_rejects
+from clientes_ingest.db import Database, clientes, ingest_jobs, ingest_rejects, utcnow
 from clientes_ingest.storage import LocalStorage, Storage
 
 
@@ -29,6 +30,23 @@ def load_file(
         loader.load_chunk(db, storage, registration.job_id, registration.uri, chunk, block_size=block_size,
                           max_line_bytes=max_line_bytes)
     jobs.finalize_job(db.engine, registration.job_id)
+    return registration
+
+
+def partly_loaded(
+    db: Database, source: str | Path, storage: Storage, *, chunk_size: int, loaded: int, block_size: int = 1 << 16,
+    heartbeat_age: dt.timedelta | None = None,
+) -> jobs.Registration:
+    """What a run that died after committing its first ``loaded`` chunks leaves: a ``running`` job whose
+    other chunks are still to load; its heartbeat set ``heartbeat_age`` in the past when given."""
+    registration = jobs.register_job(db.engine, staging.stage_source(str(source), storage, chunk_size))
+    for chunk in registration.pending[:loaded]:
+        loader.load_chunk(db, storage, registration.job_id, registration.uri, chunk, block_size=block_size,
+                          max_line_bytes=1 << 20)
+    if heartbeat_age is not None:
+        with db.engine.begin() as conn:
+            conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == registration.job_id)
+                         .values(heartbeat_at=utcnow() - heartbeat_age))
     return registration
 
 

@@ -31,10 +31,9 @@ import psutil
 import pytest
 import sqlalchemy as sa
 import yaml
-from support.loading import load_file, rejects, rows
+from support.loading import load_file, partly_loaded, rejects, rows
 
-from clientes_ingest import jobs, loader, staging
-from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
+from clientes_ingest.db import Database, ingest_chunks, ingest_jobs
 from clientes_ingest.devstack import port_in_use
 from clientes_ingest.generator import generate
 from clientes_ingest.s3 import S3Storage
@@ -153,15 +152,10 @@ def test_e2e_recovery_deployment_resumes_a_dead_runs_job_through_the_worker(
     s3.upload_file(str(path), dev_stack.bucket, key)
     # What a flow run killed after its first chunk leaves, its pod gone twenty minutes ago (the default
     # lease is 15): a running job with a stale heartbeat and every other chunk still to load.
-    storage = S3Storage(s3, dev_stack.bucket)
-    registration = jobs.register_job(stack_db.engine, staging.stage_source(f"s3://{dev_stack.bucket}/{key}", storage,
-                                                                          64 * 1024))
+    registration = partly_loaded(stack_db, f"s3://{dev_stack.bucket}/{key}", S3Storage(s3, dev_stack.bucket),
+                                 chunk_size=64 * 1024, loaded=1, heartbeat_age=dt.timedelta(minutes=20))
     job_id, first, rest = registration.job_id, registration.pending[0], registration.pending[1:]
     assert rest, "the file must plan more than one chunk"
-    loader.load_chunk(stack_db, storage, job_id, registration.uri, first, block_size=1 << 16, max_line_bytes=1 << 20)
-    with stack_db.engine.begin() as conn:
-        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id)
-                     .values(heartbeat_at=utcnow() - dt.timedelta(minutes=20)))
 
     # The on-demand recovery, in its deployment mode: it starts a run of the ingest deployment per job.
     out = dev_stack.prefect_cli("deployment", "run", "recover-abandoned-jobs/local", "-p", f"deployment={LOCAL}")
