@@ -46,10 +46,14 @@ class AbandonedJob:
         return f"recover-job-{self.job_id}-runs-{self.runs}-seen-{self.last_seen:%Y%m%dT%H%M%S%f}"
 
 
+# The database's clock (``created_at`` is the database's CURRENT_TIMESTAMP).
+DB_CLOCK = sa.select(sa.func.current_timestamp())
+
+
 def abandoned_statements(
     now: dt.datetime, db_now: dt.datetime, lease_seconds: float, limit: int
-) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
-    """The reads of ``abandoned_jobs``: the database's clock, stale running jobs, old pending jobs."""
+) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """The reads of ``abandoned_jobs``: stale running jobs (by ``now``), old pending jobs (by ``db_now``)."""
     j = ingest_jobs.c
     columns = (j.id, j.status, j.source_uri, j.file_name, j.runs, j.heartbeat_at, j.created_at)
     lease = dt.timedelta(seconds=lease_seconds)
@@ -60,7 +64,7 @@ def abandoned_statements(
                .order_by(never_beat, j.heartbeat_at, j.id).limit(limit))
     pending = (sa.select(*columns).where(j.status == "pending", j.created_at < db_now - lease)
                .order_by(j.created_at, j.id).limit(limit))
-    return sa.select(sa.func.current_timestamp()), running, pending
+    return running, pending
 
 
 def abandoned_jobs(engine: Engine, lease_seconds: float, *, limit: int = 10) -> list[AbandonedJob]:
@@ -70,9 +74,8 @@ def abandoned_jobs(engine: Engine, lease_seconds: float, *, limit: int = 10) -> 
         return []
     now = utcnow()
     with engine.connect() as conn:
-        clock, _, _ = abandoned_statements(now, now, lease_seconds, limit)
-        db_now = conn.execute(clock).scalar_one().replace(tzinfo=None)
-        _, running, pending = abandoned_statements(now, db_now, lease_seconds, limit)
+        db_now = conn.execute(DB_CLOCK).scalar_one().replace(tzinfo=None)
+        running, pending = abandoned_statements(now, db_now, lease_seconds, limit)
         found: list[tuple[float, sa.RowMapping]] = []
         for row in [*conn.execute(running).mappings(), *conn.execute(pending).mappings()]:
             if row["heartbeat_at"] is not None:

@@ -10,7 +10,7 @@ import pytest
 
 from clientes_ingest import db, jobs
 from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
-from clientes_ingest.recovery import abandoned_jobs, abandoned_statements
+from clientes_ingest.recovery import DB_CLOCK, abandoned_jobs, abandoned_statements
 
 LEASE = 60.0
 
@@ -104,7 +104,8 @@ def test_a_database_without_the_schema_has_no_abandoned_jobs(tmp_path: Any) -> N
 
 def test_the_statements_compile_for_mssql() -> None:
     now = dt.datetime(2026, 1, 1)
-    compiled = [str(s.compile(dialect=db._dialect("mssql"))) for s in abandoned_statements(now, now, LEASE, 5)]
+    compiled = [str(s.compile(dialect=db._dialect("mssql")))
+                for s in (DB_CLOCK, *abandoned_statements(now, now, LEASE, 5))]
     assert compiled[0] == "SELECT CURRENT_TIMESTAMP AS current_timestamp_1"
     for statement in compiled[1:]:
         assert statement.startswith("SELECT TOP __[POSTCOMPILE_param_1] ingest_jobs.id")  # the limit
