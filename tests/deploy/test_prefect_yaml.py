@@ -16,14 +16,12 @@ from typing import Any
 import pytest
 from cronsim import CronSim
 from deploy_support import (
-    IMAGE_REPOSITORY,
     REPO,
     SECRET_KEY,
     final_stage_env,
     final_workdir,
     flow_def,
     flow_name,
-    project_version,
 )
 
 # The brief's limits; the request covers the measured ~205 MiB of a flow-run pod (docs/scaling.md).
@@ -141,14 +139,12 @@ def test_local_deployments_have_no_schedule(deployments: dict[str, dict[str, Any
 def test_k8s_job_variables(deployments: dict[str, dict[str, Any]], name: str) -> None:
     variables = deployments[name]["work_pool"]["job_variables"]
     assert {k: variables[k] for k in K8S_RESOURCES} == K8S_RESOURCES
-    assert variables["namespace"] == "clientes-ingest"
-    assert variables["service_account_name"] == "clientes-ingest-flows"
-    assert variables["env_from_secret"] == "clientes-ingest-secrets"
-    assert variables["image"] == f"{IMAGE_REPOSITORY}:{project_version()}"
+    # The image, service account and Secret are fixed in the job template (test_k8s_manifests), not here.
+    assert not {"image", "namespace", "service_account_name", "env_from_secret", "env"} & set(variables)
 
 
 def test_k8s_job_variables_exist_in_the_job_template(deployments: dict[str, dict[str, Any]]) -> None:
-    # Prefect silently ignores a job variable the work pool's template does not declare.
+    # The template refuses undeclared variables (additionalProperties: false): `prefect deploy` would fail.
     variables = deployments["ingest-clientes/k8s"]["work_pool"]["job_variables"]
     assert set(variables) <= set(_job_template_variables())
 
