@@ -1,9 +1,14 @@
-"""Provisioning of the AWS side (``clientes-ingest aws init``): bucket, trigger queue, DLQ, notification.
+"""Provisioning of the AWS side (``clientes-ingest aws init``): bucket (versioned), trigger queue, DLQ,
+notification.
+
+The bucket keeps object versions, so two files dropped under the same key back to back are both read
+as they were when their event was sent (a run pins the version its event names; see ``s3.S3Storage.pin``).
 
 Idempotent: every step reads what exists and only creates or changes what differs, so running it twice
 leaves the same resources (and does not make S3 send another test event). Works against real AWS, a
 moto server or LocalStack; the endpoint comes from ``CLIENTES_AWS_ENDPOINT_URL``. Requires boto3 and
-permissions for s3:CreateBucket/PutBucketNotification and sqs:CreateQueue/SetQueueAttributes.
+permissions for s3:CreateBucket/PutBucketVersioning/PutBucketNotification and
+sqs:CreateQueue/SetQueueAttributes.
 """
 
 from __future__ import annotations
@@ -70,13 +75,14 @@ def init_resources(
     prefix: str = "incoming/",
     max_receive_count: int = MAX_RECEIVE_COUNT,
 ) -> dict[str, str]:
-    """Create (or keep) the bucket, the queue with its DLQ and redrive policy, and the notification.
+    """Create (or keep) the versioned bucket, the queue with its DLQ and redrive policy, and the notification.
 
     Returns ``bucket``, ``bucket_arn``, ``queue_url``, ``queue_arn``, ``dlq_url``, ``dlq_arn`` and
     ``notification_id``.
     """
     region = s3_client.meta.region_name or "us-east-1"
     _ensure_bucket(s3_client, bucket, region)
+    _ensure_versioning(s3_client, bucket)
     bucket_arn = f"arn:aws:s3:::{bucket}"
 
     dlq_url, dlq_arn = _ensure_queue(
@@ -138,6 +144,16 @@ def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
             raise _fail(f"create bucket s3://{bucket}", exc) from exc
     except BotoCoreError as exc:
         raise _fail(f"create bucket s3://{bucket}", exc) from exc
+
+
+def _ensure_versioning(s3: Any, bucket: str) -> None:
+    """Turn on object versioning unless it is on (same-key uploads then keep every version to read)."""
+    try:
+        if s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled":
+            return
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    except (ClientError, BotoCoreError) as exc:
+        raise _fail(f"turn on versioning of s3://{bucket}", exc) from exc
 
 
 def _ensure_queue(sqs: Any, name: str, attributes: dict[str, str]) -> tuple[str, str]:

@@ -1,8 +1,12 @@
 """S3 storage: the ``Storage`` interface of ``clientes_ingest.storage`` over an S3 bucket.
 
 Objects are addressed as ``s3://bucket/key``. Storing is a streamed multipart upload (8 MiB parts,
-hashing as it goes, aborted on failure); scanning is one streamed GET; chunk reads are ranged GETs, one
-per block, so memory stays at about one part or one block whatever the file size. Requires boto3 and
+hashing as it goes, aborted on failure) to a key of its own per upload (``<prefix><upload id>/<name>``),
+so a later upload of the same name never replaces it; scanning is one streamed GET; chunk reads are
+ranged GETs, one per block, so memory stays at about one part or one block whatever the file size.
+Every read of a pinned object names its version (``VersionId`` when the bucket keeps versions, else
+``If-Match`` on its ETag), so an object overwritten under the same key is never read in place of the
+version a run was started for. Requires boto3 and
 an S3 endpoint: real AWS, LocalStack or a moto server (``CLIENTES_AWS_ENDPOINT_URL``); credentials come
 from settings, a prefect-aws ``S3Bucket`` block, or boto3's default chain (e.g. IRSA on Kubernetes).
 """
@@ -10,7 +14,9 @@ from settings, a prefect-aws ``S3Bucket`` block, or boto3's default chain (e.g. 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,9 +30,11 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from clientes_ingest.storage import (
     COPY_BLOCK,
     BlockObserver,
+    ObjectVersion,
     Readable,
     StorageError,
     StoredObject,
+    VersionMismatch,
     hash_stream,
     safe_name,
 )
@@ -40,6 +48,13 @@ PART_SIZE = 8 * 1024 * 1024
 READ_ATTEMPTS = 3
 _TRANSIENT = (BotoCoreError, Urllib3Error, OSError)
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+_VERSION_GONE = {"NoSuchVersion", "InvalidArgument", "400"}  # a version id the key does not have
+_PRECONDITION = {"PreconditionFailed", "412"}
+
+
+def upload_id() -> str:
+    """A fresh, time-ordered folder for one upload: ``20260501T120000Z-1a2b3c4d5e6f``."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -129,9 +144,10 @@ class S3Storage:
         self._client = client
         self._client_factory = client_factory
         self._lock = threading.Lock()
-        # ETag seen when an object was stored or scanned: later ranged reads require it (If-Match), so a
-        # file overwritten under the same key mid-job fails loudly instead of mixing two versions.
-        self._etags: dict[str, str] = {}
+        # The version of each object this run reads (set by store, scan or pin; carried when pickled to
+        # chunk tasks): every later read names it, so an object overwritten under the same key mid-job
+        # is never mixed in or read instead.
+        self._pins: dict[str, ObjectVersion] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, source: str | None = None) -> S3Storage:
@@ -208,37 +224,105 @@ class S3Storage:
 
     def store(self, source: Readable, name: str, on_block: BlockObserver | None = None) -> StoredObject:
         name = safe_name(name)
-        key = f"{self.prefix}{name}"
+        key = f"{self.prefix}{upload_id()}/{name}"
         uri = self.uri(key)
         upload = _MultipartUpload(self.client, self.bucket, key, self.part_size)
         try:
             size, sha = hash_stream(source.read, on_block, upload.write)
-            etag = upload.complete()
+            version = upload.complete()
         except BaseException as exc:
             upload.abort()
             if isinstance(exc, ClientError | BotoCoreError):
                 raise StorageError(f"cannot upload to {uri}: {_describe(exc)}") from exc
             raise
-        self._etags[uri] = etag
-        return StoredObject(uri=uri, name=name, size=size, sha256=sha)
+        self._pins[uri] = version
+        return StoredObject(uri=uri, name=name, size=size, sha256=sha, version=version)
 
     def scan(self, uri: str, on_block: BlockObserver | None = None) -> StoredObject:
         bucket, key = split_s3_uri(uri)
         try:
-            response = self.client.get_object(Bucket=bucket, Key=key)
+            response = self.client.get_object(Bucket=bucket, Key=key, **self._read_args(uri))
             body = response["Body"]
             try:
                 size, sha = hash_stream(body.read, on_block)
             finally:
                 body.close()
         except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND:
-                raise StorageError(f"cannot read {uri}: no such object") from exc
-            raise StorageError(f"cannot read {uri}: {_describe(exc)}") from exc
+            raise self._read_error(uri, exc) from exc
         except _TRANSIENT as exc:
             raise StorageError(f"cannot read {uri}: {_describe(exc)}") from exc
-        self._etags[uri] = response["ETag"]
-        return StoredObject(uri=uri, name=key.rsplit("/", 1)[-1], size=size, sha256=sha)
+        version = ObjectVersion.of(response.get("VersionId"), response.get("ETag"))
+        if uri not in self._pins and version is not None:
+            self._pins[uri] = version
+        return StoredObject(uri=uri, name=key.rsplit("/", 1)[-1], size=size, sha256=sha, version=version)
+
+    def pin(self, uri: str, version: ObjectVersion) -> ObjectVersion:
+        """Pin ``uri`` to ``version``; an ETag alone is resolved to the version id that has it, if any.
+
+        So an event or request naming an ETag still reads its bytes after the key was uploaded again,
+        as long as the bucket keeps versions (``clientes-ingest aws init`` turns versioning on).
+        """
+        bucket, key = split_s3_uri(uri)
+        if version.version_id:
+            head = self._head(uri, VersionId=version.version_id)
+            found = ObjectVersion.of(version.version_id, head.get("ETag")) if head is not None else None
+            if found is None or (version.etag and found.etag != version.etag):
+                raise VersionMismatch(f"cannot read {uri} {version}: the bucket no longer has that version; "
+                                      "its bytes are not read")
+        else:
+            head = self._head(uri)
+            current = ObjectVersion.of(head.get("VersionId") if head else None, head.get("ETag") if head else None)
+            found = current if current is not None and current.etag == version.etag else \
+                self._version_with_etag(uri, bucket, key, str(version.etag))
+            if found is None:
+                raise VersionMismatch(
+                    f"cannot read {uri} with ETag {version.etag}: the object was replaced (ETag now "
+                    f"{current.etag if current else 'none: deleted'}) and the bucket keeps no version with that "
+                    "ETag; its bytes are not read. Turn on bucket versioning (clientes-ingest aws init) so "
+                    "same-name uploads keep every version, and upload the file again")
+        self._pins[uri] = found
+        return found
+
+    def _head(self, uri: str, **extra: str) -> dict[str, Any] | None:
+        bucket, key = split_s3_uri(uri)
+        try:
+            return dict(self.client.head_object(Bucket=bucket, Key=key, **extra))
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND | _VERSION_GONE:
+                return None
+            raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+
+    def _version_with_etag(self, uri: str, bucket: str, key: str, etag: str) -> ObjectVersion | None:
+        """The newest kept version of ``key`` whose ETag is ``etag`` (None when versioning is off)."""
+        try:
+            pages = self.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+            for page in pages:
+                for entry in page.get("Versions", []):
+                    if entry["Key"] == key and str(entry.get("ETag", "")).strip('"') == etag:
+                        return ObjectVersion.of(entry.get("VersionId"), etag)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"cannot list the versions of {uri}: {_describe(exc)}") from exc
+        return None
+
+    def _read_args(self, uri: str) -> dict[str, str]:
+        """What a GET of ``uri`` must name: its pinned version id, else its pinned ETag (If-Match)."""
+        pinned = self._pins.get(uri)
+        if pinned is None:
+            return {}
+        if pinned.version_id and pinned.version_id != "null":
+            return {"VersionId": pinned.version_id}
+        return {"IfMatch": f'"{pinned.etag}"'} if pinned.etag else {}
+
+    def _read_error(self, uri: str, exc: ClientError) -> StorageError:
+        code = _error_code(exc)
+        if code in _PRECONDITION or (code in _VERSION_GONE and uri in self._pins):
+            return VersionMismatch(f"cannot read {uri}: it is no longer the version the run was started for "
+                                   f"({self._pins.get(uri)}); its bytes are not read: re-run the job for the new file")
+        if code in _NOT_FOUND:
+            return StorageError(f"cannot read {uri}: no such object")
+        return StorageError(f"cannot read {uri}: {_describe(exc)}")
 
     def iter_range(self, uri: str, start: int, end: int, block_size: int = COPY_BLOCK) -> Iterator[bytes]:
         bucket, key = split_s3_uri(uri)
@@ -253,7 +337,7 @@ class S3Storage:
 
     def _get_range(self, uri: str, bucket: str, key: str, start: int, stop: int) -> bytes:
         """One ranged GET of ``[start, stop)``, read fully (one block), retried on a dropped stream."""
-        extra = {"IfMatch": self._etags[uri]} if uri in self._etags else {}
+        extra = self._read_args(uri)
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
                 response = self.client.get_object(
@@ -266,15 +350,10 @@ class S3Storage:
                     body.close()
             except ClientError as exc:
                 code = _error_code(exc)
-                if code in _NOT_FOUND:
-                    raise StorageError(f"cannot read {uri}: no such object") from exc
-                if code in {"PreconditionFailed", "412"}:
-                    raise StorageError(
-                        f"cannot read {uri}: the object changed since it was planned (ETag differs); "
-                        "re-run the job for the new file"
-                    ) from exc
                 if code in {"InvalidRange", "416"}:
                     raise StorageError(f"{uri} is shorter than expected: no bytes at offset {start}") from exc
+                if code in _NOT_FOUND | _PRECONDITION | _VERSION_GONE:
+                    raise self._read_error(uri, exc) from exc
                 raise StorageError(f"cannot read {uri} bytes {start}-{stop - 1}: {_describe(exc)}") from exc
             except _TRANSIENT as exc:
                 if attempt == READ_ATTEMPTS:
@@ -333,20 +412,20 @@ class _MultipartUpload:
                 part[field] = response[field]
         self.parts.append(part)
 
-    def complete(self) -> str:
-        """Finish the upload and return the object's ETag."""
+    def complete(self) -> ObjectVersion:
+        """Finish the upload and return the object's version (its ETag, and version id if kept)."""
         if self.upload_id is None:
             response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
             self.buffer.clear()
-            return str(response["ETag"])
-        if self.buffer:
-            part, self.buffer = self.buffer, bytearray()
-            self._upload_part(part)
-        response = self.client.complete_multipart_upload(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
-        )
-        self.upload_id = None
-        return str(response["ETag"])
+        else:
+            if self.buffer:
+                part, self.buffer = self.buffer, bytearray()
+                self._upload_part(part)
+            response = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+            )
+            self.upload_id = None
+        return ObjectVersion(response.get("VersionId") or None, str(response["ETag"]).strip('"'))
 
     def abort(self) -> None:
         """Drop the parts already sent, so a failed upload leaves no billable debris; never raises."""

@@ -3,7 +3,12 @@
 Every implementation streams: storing hashes the bytes as they pass (and hands each block to an
 optional observer, e.g. the chunk planner), and chunk reads fetch only their byte range, in blocks.
 Local storage copies a regular file with ``sendfile`` (in the kernel) and hashes the copy instead.
-Nothing here holds a whole file in memory. Requires: nothing for local storage; boto3 for S3
+Nothing here holds a whole file in memory.
+
+Stored objects are immutable per upload (local: ``objects/<sha256>/<name>``; S3: a key of its own per
+upload), and a run reads one pinned version of its object (``pin``): the S3 version id or ETag, or a local
+file's size and modification time. A read of an object that no longer has its pinned version raises
+``VersionMismatch`` instead of returning other bytes. Requires: nothing for local storage; boto3 for S3
 (see ``clientes_ingest.s3``).
 """
 
@@ -32,6 +37,31 @@ class StorageError(RuntimeError):
     """A storage operation failed; the message names the object and the cause."""
 
 
+class VersionMismatch(StorageError):
+    """The object no longer has the version a run was pinned to; its bytes are not read."""
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of a stored object: the S3 ``version_id`` and/or ``etag`` (quotes stripped).
+
+    A local file has no version id; its ``etag`` is ``<size>-<mtime_ns>``, which changes when it is rewritten.
+    """
+
+    version_id: str | None = None
+    etag: str | None = None
+
+    @classmethod
+    def of(cls, version_id: str | None = None, etag: str | None = None) -> ObjectVersion | None:
+        """The version named by these values, or None when neither is given."""
+        etag = etag.strip('"') if etag else None
+        return cls(version_id or None, etag) if version_id or etag else None
+
+    def __str__(self) -> str:
+        parts = [f"version {self.version_id}"] if self.version_id else []
+        return ", ".join(parts + ([f"ETag {self.etag}"] if self.etag else [])) or "any version"
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """An object in storage, with what the single streaming pass learned about it."""
@@ -40,6 +70,7 @@ class StoredObject:
     name: str
     size: int
     sha256: str
+    version: ObjectVersion | None = None
 
 
 class Readable(Protocol):
@@ -65,6 +96,9 @@ class Storage(Protocol):
 
     def owns(self, uri: str) -> bool:
         """Whether ``uri`` is addressed by this storage (scheme and location)."""
+
+    def pin(self, uri: str, version: ObjectVersion) -> ObjectVersion:
+        """Make every later read of ``uri`` read ``version``; ``VersionMismatch`` if it is gone."""
 
 
 def hash_stream(
@@ -131,6 +165,7 @@ class LocalStorage:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
+        self._pins: dict[str, str] = {}  # uri -> "<size>-<mtime_ns>" it must still have when read
 
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
@@ -165,24 +200,54 @@ class LocalStorage:
                     size, sha = hash_stream(source.read, on_block, out.write)
             final = self.root / "objects" / sha / name
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_name, final)
+            if final.is_file() and final.stat().st_size == size:
+                # Same content already stored: keep that file (and its mtime), so a run pinned to it stays valid.
+                Path(tmp_name).unlink()
+            else:
+                os.replace(tmp_name, final)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
-        return StoredObject(uri=final.as_uri(), name=name, size=size, sha256=sha)
+        version = ObjectVersion(etag=_file_version(final))
+        self._pins[final.as_uri()] = str(version.etag)
+        return StoredObject(uri=final.as_uri(), name=name, size=size, sha256=sha, version=version)
+
+    def pin(self, uri: str, version: ObjectVersion) -> ObjectVersion:
+        path = self._path(uri)
+        try:
+            current = _file_version(path)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if version.etag is not None and current != version.etag:
+            raise VersionMismatch(f"{path} changed since the run was asked for (size-mtime {current}, "
+                                  f"expected {version.etag}); its bytes are not read: store the file again")
+        self._pins[uri] = current
+        return ObjectVersion(etag=current)
+
+    def _check_pin(self, uri: str, path: Path) -> None:
+        pinned = self._pins.get(uri)
+        if pinned is not None and _file_version(path) != pinned:
+            raise VersionMismatch(f"{path} changed while its job was loading (size-mtime now "
+                                  f"{_file_version(path)}, pinned {pinned}); its bytes are not read")
 
     def scan(self, uri: str, on_block: BlockObserver | None = None) -> StoredObject:
         path = self._path(uri)
         try:
+            self._check_pin(uri, path)
+            version = ObjectVersion(etag=_file_version(path))
             with path.open("rb") as handle:
                 size, sha = hash_stream(handle.read, on_block)
+            if _file_version(path) != version.etag:
+                raise VersionMismatch(f"{path} changed while it was read; its job does not load it")
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        return StoredObject(uri=uri, name=path.name, size=size, sha256=sha)
+        self._pins.setdefault(uri, str(version.etag))
+        return StoredObject(uri=uri, name=path.name, size=size, sha256=sha, version=version)
 
     def iter_range(self, uri: str, start: int, end: int, block_size: int = COPY_BLOCK) -> Iterator[bytes]:
         path = self._path(uri)
         try:
+            self._check_pin(uri, path)
             handle = path.open("rb")
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
@@ -199,3 +264,9 @@ class LocalStorage:
     def remove_tmp(self) -> None:
         """Delete leftovers of interrupted stores."""
         shutil.rmtree(self.root / "tmp", ignore_errors=True)
+
+
+def _file_version(path: Path) -> str:
+    """A local file's stand-in for an ETag: its size and modification time, ``<size>-<mtime_ns>``."""
+    info = path.stat()
+    return f"{info.st_size}-{info.st_mtime_ns}"

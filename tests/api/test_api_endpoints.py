@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -230,9 +231,11 @@ def test_a_filename_with_a_path_never_escapes_the_s3_prefix(
             response = client.post("/process", files=multipart(name, b"Ana|Paz|1|Activo|1/2/2020|true|false\n"),
                                    headers=AUTH)
             assert response.status_code == 202, response.text
-    keys = sorted(o["Key"] for o in aws_s3_client.list_objects_v2(Bucket=aws_bucket)["Contents"])
-    assert keys == ["uploads/evil.dat", "uploads/evil2.dat", "uploads/evil3.dat"]
-    assert [c["source"] for c in recorder.calls] == [f"s3://{aws_bucket}/{k}" for k in keys]
+    keys = [o["Key"] for o in aws_s3_client.list_objects_v2(Bucket=aws_bucket)["Contents"]]
+    # Each upload has a folder of its own under the prefix, and keeps only its base name.
+    assert sorted(re.sub(r"^uploads/[^/]+/", "uploads/*/", k) for k in keys) == [
+        "uploads/*/evil.dat", "uploads/*/evil2.dat", "uploads/*/evil3.dat"]
+    assert sorted(c["source"] for c in recorder.calls) == sorted(f"s3://{aws_bucket}/{k}" for k in keys)
 
 
 # ------------------------------------------------------------------------------------------- jobs

@@ -21,6 +21,7 @@ from clientes_ingest.settings import load_settings
 
 MUTATING = (
     "create_bucket",
+    "put_bucket_versioning",
     "create_queue",
     "set_queue_attributes",
     "put_bucket_notification_configuration",
@@ -83,6 +84,8 @@ def test_init_creates_everything_and_second_run_changes_nothing(
     # S3 answers "Prefix" for the rule name it was given as "prefix".
     rules = [(r["Name"].lower(), r["Value"]) for r in config["Filter"]["Key"]["FilterRules"]]
     assert rules == [("prefix", "incoming/")]
+    # Same-key uploads keep every version, so each event's run reads the bytes it announced.
+    assert aws_s3_client.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
 
     calls: list[str] = []
     for client in (aws_s3_client, aws_sqs_client):

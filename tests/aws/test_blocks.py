@@ -124,7 +124,8 @@ def test_loaded_storage_works_against_moto(block_env: str, aws_s3_client: Any) -
     storage = load_s3_storage()
     assert storage.bucket == block_env and storage.prefix == "uploads/"
     stored = storage.store(io.BytesIO(b"Ana|Perez|1|Activo|1/2/2020|true|false\n"), "CLIENTES_IN_0125.dat")
-    body = aws_s3_client.get_object(Bucket=block_env, Key="uploads/CLIENTES_IN_0125.dat")["Body"].read()
+    assert stored.uri.startswith(f"s3://{block_env}/uploads/") and stored.uri.endswith("/CLIENTES_IN_0125.dat")
+    body = aws_s3_client.get_object(Bucket=block_env, Key=stored.uri.split("/", 3)[3])["Body"].read()
     assert body.startswith(b"Ana|Perez")
     assert b"".join(storage.iter_range(stored.uri, 0, 3)) == b"Ana"
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 from typing import Any
 
 import boto3
@@ -14,7 +15,7 @@ from botocore.config import Config
 
 from clientes_ingest.s3 import S3Storage, split_s3_uri
 from clientes_ingest.settings import load_settings
-from clientes_ingest.storage import LocalStorage, StorageError
+from clientes_ingest.storage import LocalStorage, ObjectVersion, StorageError, VersionMismatch
 
 MIB = 1024 * 1024
 
@@ -65,12 +66,14 @@ def test_small_store_is_one_put_and_reports_hash(
     data = b"Maria|Gomez|45678901|Activo|11/13/2021|true|false\n" * 10
     seen: list[bytes] = []
     stored = storage.store(io.BytesIO(data), "../../etc/CLIENTES_IN_0425.dat", on_block=seen.append)
-    assert stored.uri == f"s3://{aws_bucket}/incoming/CLIENTES_IN_0425.dat"
+    key = split_s3_uri(stored.uri)[1]
+    assert re.fullmatch(r"incoming/\d{8}T\d{6}Z-[0-9a-f]{12}/CLIENTES_IN_0425\.dat", key), key
     assert stored.name == "CLIENTES_IN_0425.dat"
     assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
     assert b"".join(seen) == data
-    body = aws_s3_client.get_object(Bucket=aws_bucket, Key="incoming/CLIENTES_IN_0425.dat")["Body"].read()
+    body = aws_s3_client.get_object(Bucket=aws_bucket, Key=key)["Body"].read()
     assert body == data
+    assert stored.version is not None and stored.version.etag == hashlib.md5(data).hexdigest()  # noqa: S324
     assert storage.exists(stored.uri)
     assert storage.owns(stored.uri)
 
@@ -92,7 +95,7 @@ def test_large_store_is_multipart_with_exact_parts(
     assert calls == [8 * MIB, 8 * MIB, 12345]
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
     assert stored.size == len(data)
-    got = aws_s3_client.get_object(Bucket=aws_bucket, Key="incoming/CLIENTES_IN_0525.dat")["Body"].read()
+    got = aws_s3_client.get_object(Bucket=aws_bucket, Key=split_s3_uri(stored.uri)[1])["Body"].read()
     assert got == data
     assert aws_s3_client.list_multipart_uploads(Bucket=aws_bucket).get("Uploads", []) == []
 
@@ -113,7 +116,7 @@ def test_failed_upload_is_aborted(storage: S3Storage, aws_s3_client: Any, aws_bu
     with pytest.raises(OSError, match="disk went away"):
         storage.store(Broken(), "CLIENTES_IN_0625.dat")
     assert aws_s3_client.list_multipart_uploads(Bucket=aws_bucket).get("Uploads", []) == []
-    assert not storage.exists(f"s3://{aws_bucket}/incoming/CLIENTES_IN_0625.dat")
+    assert aws_s3_client.list_objects_v2(Bucket=aws_bucket).get("KeyCount") == 0
 
 
 def test_empty_file_can_be_stored(storage: S3Storage) -> None:
@@ -190,8 +193,53 @@ def test_object_replaced_after_scan_is_detected(
     storage.scan(uri)
     assert b"".join(storage.iter_range(uri, 0, 5)) == b"first"
     aws_s3_client.put_object(Bucket=aws_bucket, Key="incoming/v.dat", Body=b"other version\n")
-    with pytest.raises(StorageError, match="changed since it was planned"):
+    with pytest.raises(VersionMismatch, match="no longer the version the run was started for"):
         list(storage.iter_range(uri, 0, 5))
+
+
+def test_two_uploads_of_one_name_are_two_objects_each_read_as_stored(storage: S3Storage) -> None:
+    first = storage.store(io.BytesIO(b"first file\n"), "CLIENTES_IN_0525.dat")
+    second = storage.store(io.BytesIO(b"second file, longer\n"), "CLIENTES_IN_0525.dat")
+    assert first.uri != second.uri and first.name == second.name
+    assert b"".join(storage.iter_range(first.uri, 0, first.size)) == b"first file\n"
+    assert b"".join(storage.iter_range(second.uri, 0, second.size)) == b"second file, longer\n"
+
+
+@pytest.fixture
+def versioned(aws_s3_client: Any, aws_bucket: str) -> str:
+    aws_s3_client.put_bucket_versioning(Bucket=aws_bucket, VersioningConfiguration={"Status": "Enabled"})
+    return aws_bucket
+
+
+def test_a_pinned_etag_reads_its_version_after_the_key_was_overwritten(
+    aws_s3_client: Any, versioned: str, aws_env: str
+) -> None:
+    put = aws_s3_client.put_object(Bucket=versioned, Key="incoming/CLIENTES_IN_0525.dat", Body=b"first file\n")
+    aws_s3_client.put_object(Bucket=versioned, Key="incoming/CLIENTES_IN_0525.dat", Body=b"second one\n")
+    uri = f"s3://{versioned}/incoming/CLIENTES_IN_0525.dat"
+    # What an S3 event without a version id names: the ETag. A fresh (pickled) storage, as a run has.
+    run_storage = pickle.loads(pickle.dumps(S3Storage.from_settings(load_settings(), source=uri)))  # noqa: S301
+    pinned = run_storage.pin(uri, ObjectVersion(etag=put["ETag"].strip('"')))
+    assert pinned.version_id == put["VersionId"]
+    chunk_task = pickle.loads(pickle.dumps(run_storage))  # noqa: S301 - the pin travels to chunk tasks
+    assert b"".join(chunk_task.iter_range(uri, 0, 11)) == b"first file\n"
+    assert chunk_task.scan(uri).sha256 == hashlib.sha256(b"first file\n").hexdigest()
+    # Pinned by version id (what a versioned bucket's event or HEAD names) works the same.
+    by_id = S3Storage.from_settings(load_settings(), source=uri)
+    by_id.pin(uri, ObjectVersion(version_id=put["VersionId"]))
+    assert b"".join(by_id.iter_range(uri, 0, 11)) == b"first file\n"
+
+
+def test_a_pinned_etag_that_no_version_has_is_refused_before_any_byte_is_read(
+    storage: S3Storage, aws_s3_client: Any, aws_bucket: str
+) -> None:
+    put = aws_s3_client.put_object(Bucket=aws_bucket, Key="incoming/CLIENTES_IN_0525.dat", Body=b"first\n")
+    aws_s3_client.put_object(Bucket=aws_bucket, Key="incoming/CLIENTES_IN_0525.dat", Body=b"second\n")
+    uri = f"s3://{aws_bucket}/incoming/CLIENTES_IN_0525.dat"
+    with pytest.raises(VersionMismatch, match="keeps no version with that ETag.*versioning"):
+        storage.pin(uri, ObjectVersion(etag=put["ETag"]))
+    with pytest.raises(VersionMismatch, match="no longer has that version"):
+        storage.pin(uri, ObjectVersion(version_id="3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY"))
 
 
 def test_unreachable_endpoint_error_has_no_secret(aws_bucket: str) -> None:

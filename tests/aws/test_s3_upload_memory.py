@@ -36,7 +36,8 @@ tracemalloc.start()
 with open(sys.argv[1], "rb") as handle:
     stored = storage.store(handle, "CLIENTES_IN_0925.dat")
 traced_peak = tracemalloc.get_traced_memory()[1]
-print(json.dumps({"before": before, "after": peak(), "traced_peak": traced_peak, "size": stored.size}))
+print(json.dumps({"before": before, "after": peak(), "traced_peak": traced_peak, "size": stored.size,
+                  "uri": stored.uri}))
 """
 
 
@@ -54,7 +55,7 @@ def test_upload_peak_memory_is_bounded(tmp_path: Path, aws_bucket: str, aws_s3_c
     report = json.loads(result.stdout.strip().splitlines()[-1])
     growth = report["after"] - report["before"]
     assert report["size"] == FILE_MIB * MIB
-    head = aws_s3_client.head_object(Bucket=aws_bucket, Key="uploads/CLIENTES_IN_0925.dat")
+    head = aws_s3_client.head_object(Bucket=aws_bucket, Key=report["uri"].split("/", 3)[3])
     assert head["ContentLength"] == FILE_MIB * MIB
     # One 8 MiB part buffered, one 8 MiB read block, botocore's copy for signing/checksums: well under
     # 64 MiB, where reading the file whole would need 160 MiB.

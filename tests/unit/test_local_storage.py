@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import threading
 from pathlib import Path
 
 import pytest
 
 from clientes_ingest import storage as storage_module
-from clientes_ingest.storage import LocalStorage
+from clientes_ingest.storage import LocalStorage, ObjectVersion, VersionMismatch
 
 DATA = b"".join(f"Ana|Perez|{i}|Activo|1/2/2020|true|false\n".encode() for i in range(1, 50_001))
 
@@ -93,3 +94,24 @@ def test_a_refused_kernel_copy_falls_back_to_streaming(
     monkeypatch.setattr(storage_module, "KERNEL_COPY_CHUNK", 100_000)
     with source.open("rb") as handle:
         check(LocalStorage(tmp_path / "store"), handle, DATA)  # no bytes twice, none missing
+
+
+def test_a_stored_object_is_pinned_and_a_rewrite_is_refused_not_read(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "store")
+    stored = store.store(io.BytesIO(DATA), "CLIENTES_IN_0125.dat")
+    assert stored.version is not None and stored.version.etag == f"{len(DATA)}-{os.stat(stored.uri[7:]).st_mtime_ns}"
+    # The same content stored again keeps the object (and its version): a run pinned to it stays valid.
+    again = store.store(io.BytesIO(DATA), "CLIENTES_IN_0125.dat")
+    assert (again.uri, again.version) == (stored.uri, stored.version)
+    run = pickle.loads(pickle.dumps(LocalStorage(store.root)))  # noqa: S301 - a run's own storage handle
+    run.pin(stored.uri, stored.version)
+    assert b"".join(run.iter_range(stored.uri, 0, 10)) == DATA[:10]
+
+    path = Path(stored.uri.removeprefix("file://"))
+    path.write_bytes(DATA.replace(b"Perez", b"Gomez"))  # same size, other bytes
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(VersionMismatch, match="changed while its job was loading"):
+        list(run.iter_range(stored.uri, 0, 10))
+    with pytest.raises(VersionMismatch, match="changed since the run was asked for"):
+        LocalStorage(store.root).pin(stored.uri, stored.version)
+    assert LocalStorage(store.root).pin(stored.uri, ObjectVersion()).etag == f"{len(DATA)}-1"
