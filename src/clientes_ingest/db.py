@@ -130,6 +130,27 @@ REJECT_FIELDS = ("line_number", "reason", "raw_line", "raw_length")
 
 DIALECTS = ("mssql", "postgresql", "sqlite")
 
+# The bulk writers of each dialect (built by ``clientes_ingest.writers.writer_for``); ``auto`` picks the
+# first. docs/performance.md has the measurements behind each default.
+WRITERS: dict[str, tuple[str, ...]] = {
+    "postgresql": ("copy-binary", "copy-csv"),
+    "sqlite": ("executemany", "adbc"),
+    "mssql": ("fast-executemany", "executemany"),
+}
+WRITER_CHOICES = ("auto", "copy-binary", "copy-csv", "adbc", "executemany", "fast-executemany")
+
+
+def resolve_writer(dialect: str, choice: str = "auto") -> str:
+    """The bulk writer a dialect uses for a choice (``auto`` or one of ``WRITERS[dialect]``)."""
+    names = WRITERS.get(dialect)
+    if names is None:
+        raise ValueError(f"no bulk writer for dialect {dialect!r}: use postgresql, mssql or sqlite")
+    if choice == "auto":
+        return names[0]
+    if choice not in names:
+        raise ValueError(f"writer {choice!r} does not work with {dialect}: choose auto or one of {', '.join(names)}")
+    return choice
+
 
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached; the message names it without the password."""
@@ -173,16 +194,34 @@ _ENGINES_LOCK = threading.Lock()
 
 
 class Database:
-    """A database handle that is cheap to pass to tasks: picklable, one engine per process and URL."""
+    """A database handle that is cheap to pass to tasks: picklable, one engine per process, URL and driver.
 
-    def __init__(self, url: SecretStr | str) -> None:
+    ``writer`` names the bulk writer of chunk loads (``auto`` or one of ``WRITERS[dialect]``, the setting
+    ``CLIENTES_DB_WRITER``). ``adbc`` on SQLite also puts every statement of the process's engine on the
+    ADBC SQLite driver (``clientes_ingest.sqlite_adbc``): two SQLite libraries in one process must not
+    open the same file.
+    """
+
+    def __init__(self, url: SecretStr | str, writer: str = "auto") -> None:
         self._url = url if isinstance(url, SecretStr) else SecretStr(url)
+        self._writer = writer
+        if writer != "auto":
+            resolve_writer(self.dialect, writer)  # a wrong choice fails here, not in the first chunk
 
     def __repr__(self) -> str:
         return f"Database({self.safe_url!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_url": self._url}
+        return {"_url": self._url, "_writer": self._writer}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._url = state["_url"]
+        self._writer = state.get("_writer", "auto")
+
+    @property
+    def writer(self) -> str:
+        """The bulk writer chunk loads use (``auto`` resolved for this dialect)."""
+        return resolve_writer(self.dialect, self._writer)
 
     @property
     def url(self) -> URL:
@@ -197,12 +236,17 @@ class Database:
         return self.url.get_backend_name()
 
     @property
+    def _engine_key(self) -> str:
+        adbc = self.dialect == "sqlite" and self.writer == "adbc"
+        return ("adbc:" if adbc else "") + self._url.get_secret_value()
+
+    @property
     def engine(self) -> Engine:
-        key = self._url.get_secret_value()
+        key = self._engine_key
         with _ENGINES_LOCK:
             engine = _ENGINES.get(key)
             if engine is None:
-                engine = _ENGINES[key] = create_engine(self.url)
+                engine = _ENGINES[key] = create_engine(self.url, adbc=key.startswith("adbc:"))
             return engine
 
     def describe_error(self, exc: BaseException) -> str:
@@ -239,7 +283,7 @@ class Database:
 
     def dispose(self) -> None:
         with _ENGINES_LOCK:
-            engine = _ENGINES.pop(self._url.get_secret_value(), None)
+            engine = _ENGINES.pop(self._engine_key, None)
         if engine is not None:
             engine.dispose()
 
@@ -262,19 +306,33 @@ def _is_connection_error(exc: DBAPIError) -> bool:
     return bool(exc.connection_invalidated) or isinstance(exc, sa.exc.OperationalError)
 
 
-def create_engine(url: URL) -> Engine:
-    """An engine tuned per dialect (SQLite: WAL + BEGIN IMMEDIATE; SQL Server: fast_executemany)."""
+def create_engine(url: URL, *, adbc: bool = False) -> Engine:
+    """An engine tuned per dialect (SQLite: WAL + BEGIN IMMEDIATE; SQL Server: fast_executemany).
+
+    ``adbc``: SQLite through the ADBC driver (``clientes_ingest.sqlite_adbc``, imports pyarrow)."""
     backend = url.get_backend_name()
+    if backend == "sqlite" and adbc:
+        from clientes_ingest.sqlite_adbc import create_adbc_engine
+
+        return create_adbc_engine(url)
     if backend == "sqlite":
-        database = url.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 600, "check_same_thread": False})
         _sqlite_begin_immediate(engine)
         return engine
     if backend == "mssql":
         return sa.create_engine(url, fast_executemany=True, pool_pre_ping=True)
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory or ``file:`` URI database."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
 
 
 def _sqlite_begin_immediate(engine: Engine) -> None:

@@ -152,7 +152,7 @@ def load_chunk(
     if not _start_attempt(engine, job_id, chunk.index):
         progress.emit("load", chunk.end - chunk.start)
         return _skipped(engine, job_id, chunk)
-    writer = writer_for(db.dialect)
+    writer = writer_for(db.dialect, db.writer)
     c = ingest_chunks.c
     rows = rejects = blank = lines = 0
     blocks: _Prefetch[tuple[ParsedBlock, int]] | None = None

@@ -29,8 +29,8 @@ def load_database(settings: Settings) -> Database:
     if settings.db_block:
         from blocks.definitions import load_database_url
 
-        return Database(load_database_url(settings.db_block))
-    return Database(settings.db_url)
+        return Database(load_database_url(settings.db_block), writer=settings.db_writer)
+    return Database(settings.db_url, writer=settings.db_writer)
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)

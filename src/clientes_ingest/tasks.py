@@ -70,10 +70,11 @@ def load_resources(settings: Settings, source: str) -> tuple[Database, Storage]:
     if settings.db_block or settings.s3_block:
         from blocks.definitions import load_database_url, load_s3_storage
 
-        database = Database(load_database_url(settings.db_block)) if settings.db_block else Database(settings.db_url)
+        url = load_database_url(settings.db_block) if settings.db_block else settings.db_url
+        database = Database(url, writer=settings.db_writer)
         storage = load_s3_storage(settings.s3_block) if settings.s3_block else open_storage(settings, source)
         return database, storage
-    return Database(settings.db_url), open_storage(settings, source)
+    return Database(settings.db_url, writer=settings.db_writer), open_storage(settings, source)
 
 
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
