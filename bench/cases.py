@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from clientes_ingest.db import CLIENTES_COLUMNS, Database, clientes, ingest_rejects
-from clientes_ingest.records import Reject, parse_line
+from clientes_ingest.rules import Reject, parse_line
 from clientes_ingest.settings import parse_size
 
 COPY_BLOCK = 8 << 20

@@ -34,7 +34,7 @@ SOURCES = ("pyproject.toml", "README.md", "src", "flows", "blocks", "deployments
 SKIPPED_PARTS = ("__pycache__", ".egg-info", ".mypy_cache", ".pytest_cache")
 PANDAS_CHECK = "import importlib.util, json; print(json.dumps(importlib.util.find_spec('pandas') is None))"
 # What a flow run and a chunk worker import; a ModuleNotFoundError here is a dependency pyproject.toml misses.
-IMPORT_CHECK = ("import clientes_ingest.records, clientes_ingest.loader, clientes_ingest.chunks, "
+IMPORT_CHECK = ("import clientes_ingest.rules, clientes_ingest.loader, clientes_ingest.chunks, "
                 "clientes_ingest.chunk_worker, clientes_ingest.cli, flows.ingest")
 
 

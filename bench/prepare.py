@@ -18,8 +18,8 @@ import pyarrow.csv as pacsv
 
 from clientes_ingest.chunks import LineBlock, iter_line_blocks
 from clientes_ingest.db import CLIENTES_COLUMNS, VALID_FIELDS
-from clientes_ingest.generator import generate
-from clientes_ingest.records_vector import parse_block
+from clientes_ingest.devtools.generator import generate
+from clientes_ingest.parser import parse_block
 from clientes_ingest.settings import parse_file_size
 from clientes_ingest.writers import with_constants
 

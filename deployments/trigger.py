@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``clientes-ingest-trigger``: configuration from the environment only."""
     del argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from clientes_ingest.aws import clients_from_settings
+    from clientes_ingest.s3 import clients_from_settings
     from clientes_ingest.settings import load_settings
 
     settings = load_settings()

@@ -121,7 +121,7 @@ ingest_rejects = sa.Table(
     sa.Column("raw_length", sa.BigInteger, nullable=False),
 )
 
-# Column order of the bulk loads; the parser's tables carry these fields (see records.VALID_SCHEMA).
+# Column order of the bulk loads; the parser's tables carry these fields (see rules.VALID_SCHEMA).
 CLIENTES_COLUMNS = ("JobId", "LineNumber", "NombreCompleto", "DNI", "Estado", "FechaIngreso", "EsPEP",
                     "EsSujetoObligado")
 VALID_FIELDS = ("line_number", "nombre_completo", "dni", "estado", "fecha_ingreso", "es_pep", "es_sujeto_obligado")

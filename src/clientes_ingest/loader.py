@@ -22,9 +22,9 @@ from sqlalchemy.engine import Engine
 from clientes_ingest import progress
 from clientes_ingest.chunks import ChunkSpec, LineBlock, LongLine, iter_line_blocks
 from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
-from clientes_ingest.records import VALID_SCHEMA, ParsedBlock, empty_table, make_reject
-from clientes_ingest.records_vector import parse_block
+from clientes_ingest.parser import parse_block
 from clientes_ingest.results import ChunkResult, peak_rss_bytes
+from clientes_ingest.rules import VALID_SCHEMA, ParsedBlock, empty_table, make_reject
 from clientes_ingest.storage import Storage
 from clientes_ingest.writers import writer_for
 

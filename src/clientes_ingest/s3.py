@@ -120,6 +120,23 @@ def client_config() -> Config:
     )
 
 
+def clients_from_settings(settings: Settings) -> tuple[Any, Any]:
+    """boto3 S3 and SQS clients for the configured endpoint, region and credentials."""
+    session = boto3.session.Session(
+        aws_access_key_id=settings.aws_access_key_id.get_secret_value()
+        if settings.aws_access_key_id
+        else None,
+        aws_secret_access_key=(
+            settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
+        ),
+        region_name=settings.aws_region,
+    )
+    endpoint = settings.aws_endpoint_url or None
+    s3 = session.client("s3", endpoint_url=endpoint, config=client_config())
+    sqs = session.client("sqs", endpoint_url=endpoint, config=client_config())
+    return s3, sqs
+
+
 class S3Storage:
     """Objects in one bucket; uploads land under ``<prefix><name>`` (``incoming/`` by default)."""
 

@@ -9,8 +9,8 @@ Chosen by name (``db.WRITERS``, setting ``CLIENTES_DB_WRITER``; ``auto`` takes t
   Arrow table on the chunk's connection (the engine is then on ADBC, see ``Database``).
 * SQL Server ``fast-executemany`` (pyodbc's array binding) or plain ``executemany``.
 
-Column orders come from ``clientes_ingest.db``; the tables' fields from ``records.VALID_SCHEMA`` and
-``records.REJECT_SCHEMA``. Requires: pyarrow, the driver of the dialect, pgpq for ``copy-binary``.
+Column orders come from ``clientes_ingest.db``; the tables' fields from ``rules.VALID_SCHEMA`` and
+``rules.REJECT_SCHEMA``. Requires: pyarrow, the driver of the dialect, pgpq for ``copy-binary``.
 """
 
 from __future__ import annotations

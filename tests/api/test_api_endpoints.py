@@ -24,7 +24,7 @@ from support.loading import load_file, rejects, rows
 
 from clientes_ingest.chunks import plan_chunks
 from clientes_ingest.db import Database
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from deployments.api import ApiConfig, create_app
 from deployments.launch import InProcessLauncher, LaunchResult
 

@@ -13,7 +13,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from clientes_ingest import jobs
 from clientes_ingest.db import Database
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from deployments import launch
 from flows.ingest import ingest_clientes
 

@@ -22,7 +22,7 @@ import pytest
 from support.loading import load_file
 
 from clientes_ingest.db import Database
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from clientes_ingest.jobs import DONE_STATUSES, get_job
 
 pytestmark = [pytest.mark.system, pytest.mark.usefixtures("prefect_harness")]

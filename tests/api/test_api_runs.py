@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from deployments.api import create_app
 from deployments.launch import DeploymentLauncher
 from flows.ingest import ingest_clientes

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from support.aws import FAKE_KEY_ID, FAKE_SECRET, unique_aws_name
 
-from clientes_ingest.aws import (
+from clientes_ingest.devtools.aws import (
     NOTIFICATION_ID,
     ProvisioningError,
     dlq_name_for,

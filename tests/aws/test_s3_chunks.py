@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from clientes_ingest.loader import parse_chunk
 from clientes_ingest.s3 import S3Storage
 from clientes_ingest.staging import stage_source

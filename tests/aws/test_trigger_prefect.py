@@ -14,8 +14,8 @@ from prefect.flow_engine import run_flow
 from support.loading import rejects, rows
 
 from clientes_ingest.db import Database
+from clientes_ingest.devtools.generator import generate
 from clientes_ingest.events import parse_message
-from clientes_ingest.generator import generate
 from deployments.trigger import DeploymentLauncher, InProcessLauncher, TriggerService
 from flows.ingest import ingest_clientes
 

@@ -16,7 +16,7 @@ from support.loading import load_file, partly_loaded, rejects, rows
 from clientes_ingest import jobs
 from clientes_ingest.cli import main
 from clientes_ingest.db import Database, ingest_chunks
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from clientes_ingest.storage import LocalStorage
 
 
@@ -58,8 +58,9 @@ def test_an_abandoned_job_is_resumed_and_completes(tmp_path: Path, sqlite_url: s
     done = recover(tmp_path, "--db", sqlite_url, "--storage-root", str(store), "--lease-seconds", "600")
 
     assert done.returncode == 0, done.stdout + done.stderr
-    # Idle an hour plus the command's start-up.
-    assert re.fullmatch(rf"job {registration.job_id} \(CLIENTES_IN_0425.dat, running, idle 36\d\ds, 2/{total} "
+    # Idle an hour plus the command's start-up (up to 10 minutes on a loaded machine).
+    assert re.fullmatch(rf"job {registration.job_id} \(CLIENTES_IN_0425.dat, running, "
+                        rf"idle (?:3[6-9]|4[01])\d\ds, 2/{total} "
                         rf"chunks done\): resumed, now completed_with_rejects\n", done.stdout), done.stdout
     summary = jobs.get_job(db.engine, registration.job_id)
     assert (summary.status, summary.chunks_done) == ("completed_with_rejects", total)

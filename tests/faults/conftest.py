@@ -16,7 +16,7 @@ from faultkit import Reference, private_databases
 from support.loading import load_file, rejects, rows
 
 from clientes_ingest.db import Database
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 
 FAULT_LINES = 80_000  # ~7.6 MB: 15 chunks of 512 KB, a few seconds of loading in a child process
 

@@ -17,7 +17,7 @@ from clientes_ingest import chunk_worker
 from clientes_ingest.chunk_worker import ChunkWorkerError, WorkerPool, run_chunk
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database, ingest_chunks
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from clientes_ingest.storage import LocalStorage
 from flows.ingest import ingest_clientes
 

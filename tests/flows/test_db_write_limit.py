@@ -21,7 +21,7 @@ from prefect.exceptions import ObjectNotFound
 
 from blocks.register import upsert_concurrency_limit
 from clientes_ingest.db import Database, clientes, ingest_chunks, ingest_jobs, utcnow
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from flows.ingest import IngestFailed, ingest_clientes
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -24,7 +24,7 @@ from support.loading import load_file, partly_loaded, rejects, rows
 
 from clientes_ingest import jobs, recovery_tasks
 from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from clientes_ingest.storage import LocalStorage
 from flows.ingest import ingest_clientes
 from flows.recover import RecoveryFailed, recover_abandoned_jobs

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from support.loading import count, load_file, rejects, rows, stage
 
-from clientes_ingest import jobs, loader, records
+from clientes_ingest import jobs, loader, rules
 from clientes_ingest.db import Database, clientes, ingest_chunks
 from clientes_ingest.storage import LocalStorage
 
@@ -22,10 +22,10 @@ def expected_from_reference(lines: list[bytes]) -> tuple[list[tuple], list[tuple
     """What the scalar reference parser says every line should become."""
     valid, bad = [], []
     for number, line in enumerate(lines, start=1):
-        outcome = records.parse_line(line, file_start=number == 1)
+        outcome = rules.parse_line(line, file_start=number == 1)
         if outcome is None:
             continue
-        if isinstance(outcome, records.Reject):
+        if isinstance(outcome, rules.Reject):
             bad.append((number, outcome.reason))
         else:
             valid.append((number, outcome.nombre_completo, outcome.dni, outcome.estado, outcome.fecha_ingreso,
@@ -69,7 +69,7 @@ def test_awkward_text_survives_every_writer(db_url: str, tmp_path: Path) -> None
 
 
 def test_generated_file_matches_the_reference_parser_for_several_chunk_sizes(db_url: str, tmp_path: Path) -> None:
-    from clientes_ingest.generator import generate
+    from clientes_ingest.devtools.generator import generate
 
     path = tmp_path / "CLIENTES_IN_0425.dat"
     generate(path, lines=3000, seed=7)
@@ -102,7 +102,7 @@ class FlakyStorage(LocalStorage):
 
 
 def test_a_failed_chunk_leaves_nothing_and_its_retry_loads_exactly_once(db_url: str, tmp_path: Path) -> None:
-    from clientes_ingest.generator import generate
+    from clientes_ingest.devtools.generator import generate
 
     path = tmp_path / "CLIENTES_IN_0425.dat"
     generate(path, lines=400, seed=3)
@@ -133,7 +133,7 @@ def test_a_failed_chunk_leaves_nothing_and_its_retry_loads_exactly_once(db_url: 
 
 @pytest.mark.postgres
 def test_two_runs_of_the_same_chunk_at_once_commit_it_once(pg_url: str, tmp_path: Path) -> None:
-    from clientes_ingest.generator import generate
+    from clientes_ingest.devtools.generator import generate
 
     path = tmp_path / "CLIENTES_IN_0425.dat"
     generate(path, lines=300, seed=5)
@@ -185,4 +185,4 @@ def test_a_line_longer_than_the_limit_is_rejected_not_buffered(db_url: str, tmp_
     assert [r[0] for r in rows(db)] == [1, 3]
     ((line, reason, raw, length),) = rejects(db)
     assert (line, reason, length) == (2, "line_too_long", 300_000)
-    assert raw == "x" * records.RAW_PREVIEW_CHARS
+    assert raw == "x" * rules.RAW_PREVIEW_CHARS

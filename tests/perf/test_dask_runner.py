@@ -14,7 +14,7 @@ from prefect_dask import DaskTaskRunner
 from support.loading import rejects, rows
 
 from clientes_ingest.db import Database, ingest_chunks
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from flows.ingest import build_task_runner, ingest_clientes
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.postgres, pytest.mark.slow]

@@ -112,7 +112,7 @@ def aws_resources(aws_s3_client: Any, aws_sqs_client: Any, monkeypatch: pytest.M
 
     Also exported as ``CLIENTES_S3_BUCKET`` and ``CLIENTES_SQS_QUEUE_NAME``.
     """
-    from clientes_ingest.aws import init_resources
+    from clientes_ingest.devtools.aws import init_resources
 
     bucket = unique_aws_name("clientes-test")
     queue = unique_aws_name("clientes-events")

@@ -27,7 +27,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from clientes_ingest.devstack import FAKE_AWS_KEY, log_tail
+from clientes_ingest.devtools.devstack import FAKE_AWS_KEY, log_tail
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 300.0  # a Prefect server takes ~25 s to start on an idle 2-CPU machine; CI may be busier

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from clientes_ingest.cli import main
-from clientes_ingest.devstack import DevStack, StackError, banner, free_port
+from clientes_ingest.devtools.devstack import DevStack, StackError, banner, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 UNREACHABLE_DB = "postgresql+psycopg://app:s3cr3t-pw@127.0.0.1:1/clientes"

@@ -34,8 +34,8 @@ import yaml
 from support.loading import load_file, partly_loaded, rejects, rows
 
 from clientes_ingest.db import Database, ingest_chunks, ingest_jobs
-from clientes_ingest.devstack import port_in_use
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.devstack import port_in_use
+from clientes_ingest.devtools.generator import generate
 from clientes_ingest.s3 import S3Storage
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import clientes_ingest.generator as generator
-from clientes_ingest.generator import generate
+import clientes_ingest.devtools.generator as generator
+from clientes_ingest.devtools.generator import generate
 
 TODAY = dt.date(2025, 4, 15)
 NAME = r"[^|\n]+"

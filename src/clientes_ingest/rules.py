@@ -3,7 +3,7 @@
 A line is ``nombre|apellido|dni|estado|fechaIngreso|esPep|esSujetoObligado`` in UTF-8. Two
 implementations of the same rules exist:
 
-* ``records_vector.parse_block`` — the hot path: a block of whole lines in, Arrow tables of valid
+* ``parser.parse_block`` — the hot path: a block of whole lines in, Arrow tables of valid
   rows and rejects out, vectorised with ``pyarrow.compute`` / numpy.
 * :func:`parse_line` (here) — a scalar reference of the same rules for one line, used by tests to
   cross-check ``parse_block``, and by the original-design baseline of the benchmarks.

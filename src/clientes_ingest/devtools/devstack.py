@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import psutil
 
-from clientes_ingest.supervise import (
+from clientes_ingest.devtools.supervise import (
     EXIT_FAILED,
     Service,
     StackError,
@@ -291,7 +291,7 @@ class DevStack:
         self._echo(f"database {db.safe_url}: schema ready")
 
     def _init_aws(self) -> None:
-        from clientes_ingest.aws import ProvisioningError, init_from_settings
+        from clientes_ingest.devtools.aws import ProvisioningError, init_from_settings
 
         try:
             init_from_settings(self.settings())

@@ -2,8 +2,8 @@
 
 The hot path of every chunk, with ``pyarrow.compute`` / numpy and no Python loop per line (except for
 the rare block holding invalid UTF-8, where only the bad lines are located in Python). The rules, the
-reason codes and the scalar reference they are checked against (``records.parse_line``) live in
-``clientes_ingest.records``; tests cross-check the two on every case.
+reason codes and the scalar reference they are checked against (``rules.parse_line``) live in
+``clientes_ingest.rules``; tests cross-check the two on every case.
 Requires: pyarrow, numpy.
 """
 
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clientes_ingest.reasons import RULE_ORDER
-from clientes_ingest.records import (
+from clientes_ingest.rules import (
     BOM,
     FIELD_COUNT,
     MAX_BIGINT,

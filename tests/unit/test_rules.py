@@ -1,4 +1,4 @@
-"""Unit tests of the line format and validation rules (clientes_ingest.records); no Prefect, no IO.
+"""Unit tests of the line format and validation rules (clientes_ingest.rules); no Prefect, no IO.
 
 Every single-line case goes through both implementations (``parse_block`` and the scalar reference
 ``parse_line``) and asserts they agree before checking the expected outcome.
@@ -11,7 +11,8 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from clientes_ingest.records import (
+from clientes_ingest.parser import count_lines, parse_block
+from clientes_ingest.rules import (
     BOM,
     RAW_PREVIEW_CHARS,
     REASONS,
@@ -24,7 +25,6 @@ from clientes_ingest.records import (
     make_reject,
     parse_line,
 )
-from clientes_ingest.records_vector import count_lines, parse_block
 
 GOOD = "María|Gómez|45678901|Activo|11/13/2021|true|false"
 

@@ -10,8 +10,8 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clientes_ingest.records import BOM, REASONS, ParsedBlock, Reject, ValidRow, parse_line
-from clientes_ingest.records_vector import parse_block
+from clientes_ingest.parser import parse_block
+from clientes_ingest.rules import BOM, REASONS, ParsedBlock, Reject, ValidRow, parse_line
 
 # RECORDS_FUZZ_EXAMPLES=20000 for a long soak; the default keeps the file at a few seconds.
 EXAMPLES = int(os.environ.get("RECORDS_FUZZ_EXAMPLES", "300"))

@@ -16,10 +16,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from clientes_ingest.s3 import client_config
+from clientes_ingest.s3 import clients_from_settings
 
 if TYPE_CHECKING:
     from clientes_ingest.settings import Settings
@@ -39,23 +38,6 @@ class ProvisioningError(RuntimeError):
 def dlq_name_for(queue_name: str) -> str:
     """The dead-letter queue that goes with a trigger queue."""
     return f"{queue_name}-dlq"
-
-
-def clients_from_settings(settings: Settings) -> tuple[Any, Any]:
-    """boto3 S3 and SQS clients for the configured endpoint, region and credentials."""
-    session = boto3.session.Session(
-        aws_access_key_id=settings.aws_access_key_id.get_secret_value()
-        if settings.aws_access_key_id
-        else None,
-        aws_secret_access_key=(
-            settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
-        ),
-        region_name=settings.aws_region,
-    )
-    endpoint = settings.aws_endpoint_url or None
-    s3 = session.client("s3", endpoint_url=endpoint, config=client_config())
-    sqs = session.client("sqs", endpoint_url=endpoint, config=client_config())
-    return s3, sqs
 
 
 def init_from_settings(settings: Settings) -> dict[str, str]:

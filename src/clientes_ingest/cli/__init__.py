@@ -1,0 +1,43 @@
+"""The ``clientes-ingest`` command: generate test files, run the ingest flow, resume abandoned jobs,
+inspect jobs, print or apply the schema, provision AWS resources and register blocks.
+
+Exit codes: 0 success (rejected lines are not failures), 1 the job failed, 2 bad input or usage,
+3 the database is unreachable. Errors are one line on stderr and never contain a password.
+Requires: nothing beyond the package; ``run`` and ``recover`` use Prefect's ephemeral API unless
+PREFECT_API_URL is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from clientes_ingest.cli import admin, generate, jobs, recover, run, schema
+from clientes_ingest.cli.common import CliError
+
+COMMANDS = (generate, run, recover, jobs, schema, admin)  # each module adds its subcommands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clientes-ingest", description=(__doc__ or "").split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
