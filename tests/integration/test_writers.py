@@ -14,7 +14,7 @@ from support.loading import rejects, rows, stage
 
 from clientes_ingest import jobs, loader, writers
 from clientes_ingest.db import Database, clientes, ingest_chunks, ingest_rejects, resolve_writer
-from clientes_ingest.records import REJECT_SCHEMA, VALID_SCHEMA
+from clientes_ingest.rules import REJECT_SCHEMA, VALID_SCHEMA
 from clientes_ingest.storage import LocalStorage
 
 WRITERS = [("postgresql", "copy-binary"), ("postgresql", "copy-csv"), ("sqlite", "executemany"), ("sqlite", "adbc")]
