@@ -162,7 +162,20 @@ def test_prefect_server_command() -> None:
     function, args = parse_prefect_cli(SERVICES["prefect-server"]["command"])
     assert function == "prefect.cli.server.start"
     assert args["host"] == "0.0.0.0"  # noqa: S104 - the server must be reachable from other containers
-    assert SERVICES["prefect-server"]["image"] == "prefecthq/prefect:3-python3.11"
+    import prefect
+
+    # The version the tests and the dev stack's real server run.
+    assert SERVICES["prefect-server"]["image"] == f"prefecthq/prefect:{prefect.__version__}-python3.11"
+
+
+def test_prefect_server_requires_auth_and_every_client_sends_it() -> None:
+    server = SERVICES["prefect-server"]["environment"]
+    assert server["PREFECT_SERVER_API_AUTH_STRING"].startswith("${PREFECT_API_AUTH_STRING:?")
+    clients = [name for name, s in SERVICES.items() if "PREFECT_API_URL" in s.get("environment", {})]
+    assert set(clients) == {"schema", "aws-init", "setup", "worker", "api", "trigger"}
+    for name in clients:
+        sent = SERVICES[name]["environment"]["PREFECT_API_AUTH_STRING"]
+        assert sent.split(":?")[0] == server["PREFECT_SERVER_API_AUTH_STRING"].split(":?")[0], name
 
 
 def test_mssql_service() -> None:
@@ -208,7 +221,7 @@ def test_secrets_come_from_the_environment_not_the_file() -> None:
 def test_required_variables_are_documented() -> None:
     text = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
     required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
-    assert required == {"MSSQL_SA_PASSWORD", "CLIENTES_API_TOKEN"}
+    assert required == {"MSSQL_SA_PASSWORD", "CLIENTES_API_TOKEN", "PREFECT_API_AUTH_STRING"}
     assert all(name in DOCS for name in required)
 
 

