@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clientes_ingest.db import Database
+from clientes_ingest.placeholders import exit_on_placeholders
 from clientes_ingest.settings import Settings, load_settings
 from clientes_ingest.storage import Storage
 from deployments.api_context import ApiConfig, ApiContext, ApiMetrics, ScrubSecrets, open_storage, scrub, secret_values
@@ -170,6 +171,7 @@ def configure_logging(level: str, secrets: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``clientes-ingest-api``: serve the app with uvicorn."""
     import uvicorn
+    from prefect.settings import PREFECT_API_AUTH_STRING
 
     parser = argparse.ArgumentParser(prog="clientes-ingest-api", description=__doc__.split("\n\n")[0])
     config = ApiConfig()
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     settings = load_settings()
+    # Before serving: an example secret (CHANGE-ME) would make a guessable credential.
+    exit_on_placeholders(settings, "clientes-ingest-api", {"PREFECT_API_AUTH_STRING": PREFECT_API_AUTH_STRING.value()})
     configure_logging(args.log_level, secret_values(settings))
     app = create_app(settings=settings, config=config)
     app.state.ctx.freeze_gc = True

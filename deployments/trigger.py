@@ -403,10 +403,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``clientes-ingest-trigger``: configuration from the environment only."""
     del argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from prefect.settings import PREFECT_API_AUTH_STRING
+
+    from clientes_ingest.placeholders import exit_on_placeholders
     from clientes_ingest.s3 import clients_from_settings
     from clientes_ingest.settings import load_settings
 
     settings = load_settings()
+    # Before serving: an example secret (CHANGE-ME) would make a guessable credential.
+    exit_on_placeholders(settings, "clientes-ingest-trigger",
+                         {"PREFECT_API_AUTH_STRING": PREFECT_API_AUTH_STRING.value()})
     config = TriggerConfig()
     _, sqs = clients_from_settings(settings)
     queue_url = config.queue_url
