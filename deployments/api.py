@@ -11,13 +11,14 @@ Uploads stream (``deployments.upload``): the multipart body is parsed as it arri
 ``Storage.store`` from a worker thread, which hashes it and plans its chunks in the same pass; memory
 stays at a few MiB whatever the size, and the event loop never waits on disk, S3 or the database. Runs start through
 ``deployments.launch`` (a deployment run, or in-process when no Prefect API is configured).
-Requires: ``CLIENTES_*`` settings (``CLIENTES_API_TOKEN`` for POSTs, which answer 503 without it),
-``CLIENTES_API_MAX_UPLOAD_BYTES`` (default 8 GiB), the database and storage they name.
+Requires: ``CLIENTES_*`` settings (``CLIENTES_API_TOKEN`` for the POSTs and the ``/jobs...`` reads, which
+answer 503 without it), ``CLIENTES_API_MAX_UPLOAD_BYTES`` (default 8 GiB), the database and storage they name.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=config.port, help="default CLIENTES_API_PORT or 8000")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
+    if not config.auth_reads and not _loopback(args.host):
+        parser.error(f"CLIENTES_API_AUTH_READS=false opens job reads (personal data) without a token: it is for "
+                     f"a local dev API on 127.0.0.1 only, not on {args.host}; unset it")
     settings = load_settings()
     # Before serving: an example secret (CHANGE-ME) would make a guessable credential.
     exit_on_placeholders(settings, "clientes-ingest-api", {"PREFECT_API_AUTH_STRING": PREFECT_API_AUTH_STRING.value()})
@@ -188,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     app.state.ctx.freeze_gc = True
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
     return 0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 if __name__ == "__main__":

@@ -42,12 +42,15 @@ class ApiConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIENTES_API_", extra="ignore")
 
     max_upload_bytes: int = 8 * 1024**3
+    max_json_bytes: int = Field(default=4096, ge=64)  # JSON bodies (POST /runs): a source URI fits in far less
     max_concurrent_uploads: int = Field(default=4, ge=1)
-    auth_reads: bool = False  # also require the token on GET /jobs... (rejects hold personal data)
+    # GET /jobs... (rejects hold names and DNIs) need the token too; false is for a local dev API only,
+    # and main() refuses it on an interface other than loopback.
+    auth_reads: bool = True
     host: str = "127.0.0.1"  # defaults of --host/--port; a container sets CLIENTES_API_HOST=0.0.0.0
     port: int = 8000
 
-    @field_validator("max_upload_bytes", mode="before")
+    @field_validator("max_upload_bytes", "max_json_bytes", mode="before")
     @classmethod
     def _size(cls, value: str | int) -> int:
         return parse_file_size(value)
@@ -225,7 +228,7 @@ class ApiContext:
                            headers={"WWW-Authenticate": "Bearer"})
 
     def require_read(self, credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> None:
-        """Dependency of the read endpoints: the token too when ``CLIENTES_API_AUTH_READS`` is set."""
+        """Dependency of the ``/jobs...`` reads: the token, unless ``CLIENTES_API_AUTH_READS=false`` (local dev)."""
         if self.config.auth_reads:
             self.require_token(credentials)
 

@@ -1,8 +1,9 @@
 """The webhook API's read endpoints: ``GET /jobs/{id}`` (status, counts, per-chunk progress) and
-``GET /jobs/{id}/rejects`` (JSON pages, or every matching reject as a streamed CSV).
+``GET /jobs/{id}/rejects`` (JSON pages, or every matching reject as a streamed CSV whose cells cannot
+run as spreadsheet formulas).
 
-Requires: the database of the ``CLIENTES_*`` settings; the bearer token too when
-``CLIENTES_API_AUTH_READS`` is set (rejects hold personal data).
+Requires: the database of the ``CLIENTES_*`` settings and the bearer token (rejects hold personal data;
+``CLIENTES_API_AUTH_READS=false`` opens these reads on a local dev API only).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import Field
 from sqlalchemy.exc import DBAPIError
@@ -23,6 +24,8 @@ from deployments.api_context import ApiContext, CamelModel, scrub
 from deployments.upload import ApiError
 
 MAX_REJECTS_PAGE = 1000
+MAX_KEY = 2**63 - 1  # largest BIGINT: a larger id, cursor or offset is a 422, not a driver overflow (500)
+JOB_ID = Path(ge=1, le=MAX_KEY, description="the jobId of POST /process or POST /runs")
 
 
 class ChunkProgress(CamelModel):
@@ -75,11 +78,11 @@ class RejectsPage(CamelModel):
 
 
 def jobs_router(ctx: ApiContext) -> APIRouter:
-    """``GET /jobs/{id}`` and ``GET /jobs/{id}/rejects``, open unless ``CLIENTES_API_AUTH_READS`` is set."""
+    """``GET /jobs/{id}`` and ``GET /jobs/{id}/rejects``, behind the token unless ``CLIENTES_API_AUTH_READS=false``."""
     router = APIRouter(tags=["jobs"], dependencies=[Depends(ctx.require_read)])
 
     @router.get("/jobs/{job_id}", response_model=JobResponse, responses={404: {"description": "no such job"}})
-    def get_job(job_id: int) -> JobResponse:
+    def get_job(job_id: int = JOB_ID) -> JobResponse:
         """A job's status and counts, its rejects by reason and per-chunk progress."""
         engine = ctx.engine()
         summary = _read_job(ctx, job_id)
@@ -99,10 +102,10 @@ def jobs_router(ctx: ApiContext) -> APIRouter:
     @router.get("/jobs/{job_id}/rejects", response_model=RejectsPage,
                 responses={200: {"content": {"text/csv": {}}}})
     def get_rejects(
-        job_id: int,
-        after: int | None = Query(None, ge=0, description="cursor: the nextAfter of the previous page (a line "
-                                                           "number); every page then costs the same"),
-        offset: int = Query(0, ge=0, description="rejects to skip (scans them); prefer after"),
+        job_id: int = JOB_ID,
+        after: int | None = Query(None, ge=0, le=MAX_KEY, description="cursor: the nextAfter of the previous page "
+                                                                     "(a line number); every page then costs the same"),
+        offset: int = Query(0, ge=0, le=MAX_KEY, description="rejects to skip (scans them); prefer after"),
         limit: int = Query(100, ge=1, le=MAX_REJECTS_PAGE),
         reason: str | None = Query(None, max_length=32, description="only this reason code"),
         format: Literal["json", "csv"] = Query("json", description="csv: every matching reject, streamed"),  # noqa: A002
@@ -152,10 +155,21 @@ def _rejects_page(engine: sa.Engine, job_id: int, after: int | None, offset: int
     return rows[:limit], len(rows) > limit
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, prefixed with ``'`` (OWASP CSV injection)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _rejects_csv(engine: sa.Engine, job_id: int, reason: str | None) -> Iterator[bytes]:
     """Every matching reject as CSV, one ``jobs.reject_pages`` page at a time, so it streams in bounded memory."""
     yield b"line_number,reason,raw_line,raw_length\r\n"
     for rows in jobs.reject_pages(engine, job_id, reason=reason):
         out = io.StringIO()
-        csv.writer(out).writerows((r["line_number"], r["reason"], r["raw_line"], r["raw_length"]) for r in rows)
+        csv.writer(out).writerows((r["line_number"], csv_cell(r["reason"]), csv_cell(r["raw_line"]), r["raw_length"])
+                                  for r in rows)
         yield out.getvalue().encode("utf-8")

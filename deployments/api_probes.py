@@ -1,5 +1,8 @@
 """The webhook API's probes: ``GET /health`` (liveness, from the event loop), ``GET /ready`` (database,
 storage, Prefect API and launcher checked at once, each bounded in time) and ``GET /metrics`` (Prometheus).
+They are open (probes and scrapers call them), so they say only ok / starting / unreachable: the cause
+of a failure (which names hosts, users or buckets) goes to the API log, and metrics carry no personal data
+(labels are route templates and status codes, never paths, names or ids).
 
 Requires: nothing beyond the app's context; ``/ready`` reaches the services the ``CLIENTES_*`` settings
 and ``PREFECT_API_URL`` name.
@@ -7,6 +10,7 @@ and ``PREFECT_API_URL`` name.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clientes_ingest.storage import LocalStorage, StorageError
 from deployments.api_context import ApiContext, scrub
+
+logger = logging.getLogger("clientes_ingest.api")
+
+UNREACHABLE = "unreachable (see the API log)"
 
 
 def probes_router(ctx: ApiContext) -> APIRouter:
@@ -86,14 +94,16 @@ async def _readiness(ctx: ApiContext, timeout: float = 5.0) -> dict[str, str]:
                 results[name] = await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
         except TimeoutError:
             results[name] = f"no answer within {timeout:.0f}s"
-        except Exception as exc:
-            results[name] = scrub(f"{type(exc).__name__}: {exc}", ctx.secrets)
+        except Exception as exc:  # the cause names hosts, users, buckets: for the log, not for an open probe
+            logger.warning("readiness: %s unreachable: %s", name, scrub(f"{type(exc).__name__}: {exc}", ctx.secrets))
+            results[name] = UNREACHABLE
 
     async with anyio.create_task_group() as group:
         for name, check in (("database", database), ("storage", storage), ("prefect", prefect)):
             group.start_soon(run, name, check)
     if ctx.runs_status not in ("ok", "starting"):  # e.g. the deployment was applied after start-up
-        await run("runs", ctx.prepare_runs)
-    results["runs"] = results.get("runs", ctx.runs_status)
+        await run("runs", ctx.prepare_runs)  # prepare_runs logs why it failed
+    runs = results.get("runs", ctx.runs_status)
+    results["runs"] = runs if runs in ("ok", "starting") or runs.startswith("no answer") else UNREACHABLE
     return {name: results[name] for name in ("database", "storage", "prefect", "runs")}
 

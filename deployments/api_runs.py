@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from clientes_ingest import jobs
 from clientes_ingest.chunks import ChunkPlanner
 from clientes_ingest.storage import LocalStorage, StorageError
+from deployments.api_body import read_json
 from deployments.api_context import ApiContext, CamelModel, scrub
 from deployments.launch import LaunchError
 from deployments.upload import ENVELOPE_SLACK, ApiError, UploadReader, UploadTooLarge, upload_name
@@ -131,11 +132,16 @@ def runs_router(ctx: ApiContext) -> APIRouter:
                                mode=result.mode)
         return JSONResponse(body.model_dump(by_alias=True), 202)
 
+    # The body is read by the endpoint (read_json), after the token check: a FastAPI body parameter
+    # would be read and parsed before the route's dependencies run.
     @router.post("/runs", response_model=RunResponse,
                  responses={200: {"description": "this object version already has a run"},
-                            202: {"description": "run created"}})
-    async def runs(body: RunRequest) -> JSONResponse:
+                            202: {"description": "run created"}, 413: {"description": "JSON body too large"}},
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": RunRequest.model_json_schema()}}}})
+    async def runs(request: Request) -> JSONResponse:
         """Start a run for an object already in storage; the same object version always answers the same run."""
+        body = await read_json(request, RunRequest, config.max_json_bytes)
         version, key = await anyio.to_thread.run_sync(_object_version, ctx, body.source)
         existing = await anyio.to_thread.run_sync(ctx.launcher.find, key)
         if existing is None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from python_multipart import MultipartParser
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
 from clientes_ingest.storage import StorageError, safe_name
@@ -113,7 +114,11 @@ class UploadReader:
         self.body_bytes += len(chunk)
         if self.body_bytes > self.limit + ENVELOPE_SLACK:
             raise UploadTooLarge(self.limit)
-        self._parser.write(chunk)
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as exc:  # the client's bytes are wrong: a 400, not a server error
+            raise ApiError(400, "malformed multipart body", f"{exc}; send the file as the form field \"file\", "
+                                'e.g. curl -F "file=@CLIENTES_IN_0425.dat"') from None
         return True
 
     def open_file(self) -> str:

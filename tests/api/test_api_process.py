@@ -151,7 +151,7 @@ def test_the_api_process_ingests_a_slow_upload_and_stays_live(api_process: dict[
         ingest_timings: list[float] = []
         deadline = time.monotonic() + 120
         while True:
-            job = client.get(f"{url}/jobs/{accepted['jobId']}").json()
+            job = client.get(f"{url}/jobs/{accepted['jobId']}", headers={"Authorization": f"Bearer {TOKEN}"}).json()
             if job["status"] in DONE_STATUSES or job["status"] == "failed":
                 break
             assert time.monotonic() < deadline, f"job still {job['status']}"

@@ -25,12 +25,17 @@ class NoLaunches:
     """These tests start no runs."""
 
 
+TOKEN = "rejects-token-81d2"
+
+
 @pytest.fixture
 def api(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[TestClient]:
     monkeypatch.setenv("CLIENTES_DB_URL", db_url)
     monkeypatch.setenv("CLIENTES_STORAGE", "local")
     monkeypatch.setenv("CLIENTES_STORAGE_ROOT", str(tmp_path / "store"))
-    with TestClient(create_app(launcher=NoLaunches())) as client:  # type: ignore[arg-type]
+    monkeypatch.setenv("CLIENTES_API_TOKEN", TOKEN)
+    app = create_app(launcher=NoLaunches())  # type: ignore[arg-type]
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client
 
 

@@ -62,7 +62,7 @@ def test_the_same_object_version_always_answers_the_same_run(
     # Execute the scheduled run as a worker would: it reads the object in place and fills the job.
     result = run_flow(ingest_clientes, flow_run=run, parameters=run.parameters)
     assert result["job_id"] == first.json()["jobId"]
-    job = runs_client.get(f"/jobs/{first.json()['jobId']}").json()
+    job = runs_client.get(f"/jobs/{first.json()['jobId']}", headers=AUTH).json()
     assert job["status"] == "completed_with_rejects" and job["totalLines"] == 2500
     assert job["rowsLoaded"] + job["rowsRejected"] + job["blankLines"] == 2500 and job["chunkCount"] > 3
 
@@ -86,4 +86,4 @@ def test_runs_refuse_what_is_not_an_object_of_the_storage(runs_client: TestClien
         assert response.json()["error"]
     invalid = runs_client.post("/runs", json={"src": "x"}, headers=AUTH)
     assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["body", "source"]
-    assert runs_client.get("/jobs/1").status_code == 404  # nothing was registered
+    assert runs_client.get("/jobs/1", headers=AUTH).status_code == 404  # nothing was registered

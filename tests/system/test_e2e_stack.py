@@ -297,7 +297,7 @@ def test_e2e_api_upload_runs_once_reports_counts_and_health_stays_fast(
         probe.finish()
     assert_completed(dev_stack, run)
 
-    job = httpx.get(f"{dev_stack.api_url}/jobs/{accepted['jobId']}", timeout=10).json()
+    job = httpx.get(f"{dev_stack.api_url}/jobs/{accepted['jobId']}", headers=auth, timeout=10).json()
     expected_rows, expected_rejects = reference.load(path)
     assert job["status"] == "completed_with_rejects"
     assert (job["rowsLoaded"], job["rowsRejected"], job["totalLines"]) == (
@@ -305,7 +305,8 @@ def test_e2e_api_upload_runs_once_reports_counts_and_health_stays_fast(
     assert job["chunksDone"] == job["chunkCount"] > 1
     assert sum(job["rejectsByReason"].values()) == len(expected_rejects)
     assert rows(stack_db, accepted["jobId"]) == expected_rows
-    page = httpx.get(f"{dev_stack.api_url}/jobs/{accepted['jobId']}/rejects", params={"limit": 5}, timeout=10).json()
+    page = httpx.get(f"{dev_stack.api_url}/jobs/{accepted['jobId']}/rejects", params={"limit": 5}, headers=auth,
+                     timeout=10).json()
     assert page["total"] == len(expected_rejects) and len(page["items"]) == 5
 
     # The upload is stored outside incoming/, so the bucket notification starts no second run.
