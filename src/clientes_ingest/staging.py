@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import stat
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -24,19 +25,37 @@ class SourceError(ValueError):
 
 
 TEMPLATE_FIELDS = ("MMYY", "YYYY", "MM", "DD", "YY", "YYYYMMDD")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
 def resolve_source(source: str, when: dt.datetime | dt.date) -> str:
-    """Fill ``{MMYY}``-style placeholders from a date, e.g. ``CLIENTES_IN_{MMYY}.dat`` -> ``CLIENTES_IN_0425.dat``."""
-    if "{" not in source:
+    """Fill ``{MMYY}``-style placeholders from a date, e.g. ``CLIENTES_IN_{MMYY}.dat`` -> ``CLIENTES_IN_0425.dat``.
+
+    Only the names of ``TEMPLATE_FIELDS`` are substituted, by plain text replacement: no ``str.format``,
+    whose field syntax (``{MM.__class__}``, ``{MM!r}``, ``{0}``, format specs) would evaluate attribute
+    lookups on the values. Any other brace is an error that names it.
+    """
+    if "{" not in source and "}" not in source:
         return source
     values = {"MMYY": when.strftime("%m%y"), "YYYY": when.strftime("%Y"), "MM": when.strftime("%m"),
               "DD": when.strftime("%d"), "YY": when.strftime("%y"), "YYYYMMDD": when.strftime("%Y%m%d")}
-    try:
-        return source.format(**values)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise SourceError(f"cannot resolve source template {source!r}: unknown placeholder {exc}; "
-                          f"use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}") from None
+    allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+    parts, position = [], 0
+    for match in _PLACEHOLDER.finditer(source):
+        parts += [_literal(source, source[position:match.start()], allowed), values.get(match.group(1), "")]
+        if match.group(1) not in values:
+            raise SourceError(f"cannot resolve source template {source!r}: unknown placeholder {match.group(0)!r}; "
+                              f"use only {allowed}")
+        position = match.end()
+    parts.append(_literal(source, source[position:], allowed))
+    return "".join(parts)
+
+
+def _literal(source: str, text: str, allowed: str) -> str:
+    """Text between placeholders: a brace left in it is unmatched."""
+    if "{" in text or "}" in text:
+        raise SourceError(f"cannot resolve source template {source!r}: unmatched brace; use only {allowed}")
+    return text
 
 
 def is_remote(source: str) -> bool:
