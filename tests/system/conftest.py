@@ -70,12 +70,13 @@ class RunningStack:
         """A client of the stack's Prefect API, whatever Prefect settings this test process has."""
         from prefect.client.orchestration import SyncPrefectClient
 
-        return SyncPrefectClient(self.info["prefect_api_url"])
+        return SyncPrefectClient(self.info["prefect_api_url"], auth_string=self.info["prefect_auth_string"])
 
     def cli_env(self) -> dict[str, str]:
         """Env of a ``prefect`` CLI command against the stack (no other Prefect profile or API)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(PREFECT_API_URL=self.info["prefect_api_url"], PREFECT_HOME=str(self.state_dir / "cli-home"),
+                   PREFECT_API_AUTH_STRING=self.info["prefect_auth_string"],
                    PREFECT_SERVER_ANALYTICS_ENABLED="false")
         return env
 

@@ -9,6 +9,8 @@ trigger, webhook API) loading into PostgreSQL.
    answered every probe, 99% of them within 100 ms and none in 500 ms or more;
 4. the daily schedule of prefect.yaml exists on its deployment and produces scheduled runs;
 5. the Prefect UI is served and every job's flow run is visible, completed, through the Prefect API;
+   the Prefect API refuses requests without the stack's auth string (the stack's own clients, worker,
+   trigger, API and CLI, carried every run above with it);
 6. SIGTERM stops the stack and no process it started is left.
 The tests share one stack and run in file order (the last one stops it).
 """
@@ -389,6 +391,22 @@ def test_e2e_ui_is_served_and_every_job_run_is_visible(dev_stack: RunningStack, 
     runs = {str(r.id): r for r in local_runs(dev_stack)}
     assert job_runs <= set(runs), job_runs - set(runs)
     assert all(runs[r].state.is_completed() for r in job_runs)
+
+
+def test_e2e_prefect_api_refuses_requests_without_the_auth_string(dev_stack: RunningStack) -> None:
+    api = dev_stack.info["prefect_api_url"]
+    auth = dev_stack.info["prefect_auth_string"]
+    # Blocks hold the database URL and AWS keys: reading them is what an open server gave away.
+    for path in ("/block_documents/filter", "/deployments/filter", "/flow_runs/filter"):
+        assert httpx.post(f"{api}{path}", json={}, timeout=10).status_code == 401, path
+        assert httpx.post(f"{api}{path}", json={}, auth=("clientes-ingest", "wrong"), timeout=10).status_code == 401
+        user, _, password = auth.partition(":")
+        assert httpx.post(f"{api}{path}", json={}, auth=(user, password), timeout=10).status_code == 200, path
+    assert httpx.get(f"{api}/health", timeout=10).status_code == 200  # probes stay open
+    # Prefect's own client with the string works; the CLI env carries it too.
+    with dev_stack.prefect_client() as client:
+        assert client.read_work_pool("local-process").name == "local-process"
+    assert "local-process" in dev_stack.prefect_cli("work-pool", "ls")
 
 
 # ------------------------------------------------------------------------------------------------- 6

@@ -4,7 +4,9 @@
 provisioned like ``clientes-ingest aws init``), a Prefect server with its UI, the process work pool
 ``local-process`` with the blocks and the deployments ``ingest-clientes/local`` and
 ``recover-abandoned-jobs/local`` applied from prefect.yaml,
-a worker, the SQS trigger service and the webhook API. It waits for each one to answer its health check
+a worker, the SQS trigger service and the webhook API. The Prefect server requires HTTP basic auth with an
+auth string generated per start (``PREFECT_SERVER_API_AUTH_STRING`` on the server, ``PREFECT_API_AUTH_STRING``
+in every child's env; docs/security.md). It waits for each one to answer its health check
 before starting the next and fails naming the service and its log file. ``stop()`` terminates every
 child and their descendants (a process worker runs flows in new sessions), then kills what is left;
 the children are started, health-waited and stopped by a ``supervise.Supervisor``.
@@ -19,6 +21,7 @@ Requires: the project checkout (prefect.yaml; found from the working directory, 
 from __future__ import annotations
 
 import argparse
+import base64
 import fcntl
 import importlib.util
 import json
@@ -105,6 +108,9 @@ class DevStack:
         given = api_token or base.get("CLIENTES_API_TOKEN")
         self.token_generated = not given
         self.api_token = given or secrets.token_urlsafe(24)
+        # The Prefect server's basic-auth string: the caller's Prefect settings are not inherited, so one
+        # is always generated (blocks registered in the server hold the database URL and AWS keys).
+        self.prefect_auth_string = f"clientes-ingest:{secrets.token_urlsafe(24)}"
         self.bucket, self.queue_name = bucket, queue_name
         self.startup_timeout = startup_timeout
         self._base_env = base
@@ -168,9 +174,7 @@ class DevStack:
             self.add_service("moto", [sys.executable, "-m", "moto.server", "-H", self.host,
                                       "-p", str(self.ports["moto"])], f"{self.moto_url}/moto-api/")
             self._init_aws()
-            self.add_service("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host",
-                                                self.host, "--port", str(self.ports["prefect"])],
-                             f"{self.prefect_api_url}/health", timeout=self.startup_timeout)
+            self.start_prefect_server()
             self.run_tools(("work-pool", self.prefect_args("work-pool", "create", LOCAL_POOL, "--type", "process",
                                                            "--overwrite")),
                            ("blocks", [sys.executable, "-m", "blocks.register"]))
@@ -191,6 +195,13 @@ class DevStack:
             self.stop()
             raise
         return self
+
+    def start_prefect_server(self) -> Service:
+        """The Prefect server with its UI; only it gets ``PREFECT_SERVER_API_AUTH_STRING`` (basic auth)."""
+        return self.add_service("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host",
+                                                   self.host, "--port", str(self.ports["prefect"])],
+                                f"{self.prefect_api_url}/health", timeout=self.startup_timeout,
+                                extra={"PREFECT_SERVER_API_AUTH_STRING": self.prefect_auth_string})
 
     def prepare(self) -> None:
         """Lock the state dir, pick the ports and build the children's env (no process started yet)."""
@@ -233,6 +244,7 @@ class DevStack:
         env.update({
             "PREFECT_HOME": str(self.state_dir / "prefect"),
             "PREFECT_API_URL": self.prefect_api_url,
+            "PREFECT_API_AUTH_STRING": self.prefect_auth_string,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "AWS_ACCESS_KEY_ID": FAKE_AWS_KEY,
             "AWS_SECRET_ACCESS_KEY": FAKE_AWS_KEY,
@@ -302,8 +314,14 @@ class DevStack:
 
     def _worker_online(self) -> bool:
         """The worker has registered with its pool (its health endpoint answers before that)."""
-        code, body = http_status(f"{self.prefect_api_url}/work_pools/{LOCAL_POOL}/workers/filter", body=b"{}")
+        code, body = http_status(f"{self.prefect_api_url}/work_pools/{LOCAL_POOL}/workers/filter", body=b"{}",
+                                 headers=self.prefect_auth_header())
         return code == 200 and any(w.get("status") == "ONLINE" for w in json.loads(body or b"[]"))
+
+    def prefect_auth_header(self) -> dict[str, str]:
+        """The ``Authorization`` header the stack's Prefect server requires (what Prefect's client sends)."""
+        encoded = base64.b64encode(self.prefect_auth_string.encode()).decode()
+        return {"Authorization": f"Basic {encoded}"}
 
     def run_tools(self, *tools: tuple[str, Sequence[str]], timeout: float = 180.0) -> None:
         """Run one-shot commands at once with the stack's env from the project dir (log ``<name>.log``)."""
@@ -325,9 +343,11 @@ class DevStack:
             "prefect_url": self.prefect_url, "prefect_api_url": self.prefect_api_url, "api_url": self.api_url,
             "api_docs_url": f"{self.api_url}/docs", "trigger_url": self.trigger_url, "moto_url": self.moto_url,
             "bucket": self.bucket, "queue": self.queue_name, "api_token": self.api_token,
+            "prefect_auth_string": self.prefect_auth_string,
             "services": {s.name: {"pid": s.pid, "log": str(s.log_path)} for s in self.services},
         }
-        keep = ("PREFECT_API_URL", "CLIENTES_", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+        keep = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "CLIENTES_", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION")
         lines = [f"export {k}={json.dumps(v)}" for k, v in sorted(self.env.items()) if k.startswith(keep)]
         for path, text in ((self.state_dir / "stack.json", json.dumps(info, indent=2)),
                            (self.state_dir / "stack.env", "\n".join(lines))):
@@ -367,7 +387,7 @@ def banner(stack: DevStack) -> str:
     token = stack.api_token if stack.token_generated else "$CLIENTES_API_TOKEN"
     lines = [
         f"clientes-ingest dev stack is up (state {stack.state_dir}, logs in {stack.log_dir})",
-        f"  Prefect UI        {stack.prefect_url}",
+        f"  Prefect UI        {stack.prefect_url}  (it asks for the auth string below)",
         f"  Webhook API docs  {stack.api_url}/docs",
         f"  Trigger health    {stack.trigger_url}/health",
         f"  S3/SQS (moto)     {stack.moto_url}  bucket {stack.bucket}, queue {stack.queue_name}",
@@ -375,6 +395,7 @@ def banner(stack: DevStack) -> str:
     ]
     if stack.token_generated:
         lines.append(f"API token (generated for this session): {stack.api_token}")
+    lines.append(f"Prefect auth string (generated for this session): {stack.prefect_auth_string}")
     lines += [
         "Upload a file (make one with: clientes-ingest generate CLIENTES_IN_0425.dat --lines 10000):",
         f'  curl -H "Authorization: Bearer {token}" -F "file=@CLIENTES_IN_0425.dat" {stack.api_url}/process',

@@ -65,9 +65,10 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def http_status(url: str, *, timeout: float = 2.0, body: bytes | None = None) -> tuple[int, bytes]:
+def http_status(url: str, *, timeout: float = 2.0, body: bytes | None = None,
+                headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
     """Status and body of a GET (or a JSON POST when ``body`` is given); 0 when nothing answers."""
-    headers = {"Content-Type": "application/json"} if body else {}
+    headers = {**({"Content-Type": "application/json"} if body else {}), **(headers or {})}
     request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - our own http:// URLs
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
