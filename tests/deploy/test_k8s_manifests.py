@@ -350,8 +350,8 @@ def test_schema_job_applies_the_mssql_schema() -> None:
     (container,) = _pod_spec(job)["containers"]
     args = parse_clientes_cli(container["command"])
     assert (args.func.__name__, args.dialect, args.apply, args.db) == ("cmd_schema", "mssql", True, None)
-    # Without --db the command reads CLIENTES_DB_URL, which the Secret provides.
-    assert ("Secret", "clientes-ingest-secrets", None) in _env_refs(container)
+    # Without --db the command reads CLIENTES_DB_URL: the owner login's URL (DDL), from SQL Server's Secret.
+    assert ("Secret", "clientes-ingest-mssql", "CLIENTES_SCHEMA_DB_URL") in _env_refs(container)
 
 
 # ------------------------------------------------------------------------------- job template
