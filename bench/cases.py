@@ -171,7 +171,7 @@ def original_design(path: Path, db_url: str, chunks: int, chunk_lines: int, batc
 
 
 def lean_chunks(path: Path, db_url: str, chunks: int, chunk_size: int, block_size: int,
-                concurrency: int) -> dict[str, Any]:
+                concurrency: int, writer: str = "auto") -> dict[str, Any]:
     """Stage in place (no copy) and load the first ``chunks`` chunks with ``concurrency`` threads, no Prefect."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -180,7 +180,7 @@ def lean_chunks(path: Path, db_url: str, chunks: int, chunk_size: int, block_siz
     from clientes_ingest import jobs, loader, staging
     from clientes_ingest.storage import LocalStorage
 
-    db = Database(db_url)
+    db = Database(db_url, writer=writer)
     db.ensure_schema()
     storage = LocalStorage(path.parent)
     registration = jobs.register_job(db.engine, staging.stage_source(path.resolve().as_uri(), storage, chunk_size))
@@ -196,7 +196,8 @@ def lean_chunks(path: Path, db_url: str, chunks: int, chunk_size: int, block_siz
             "bytes": sum(c.size for c in picked), "seconds": seconds, "cpu_seconds": time.process_time() - cpu_before,
             "rss_before_load_mib": round(rss_before / 2**20, 1),
             "peak_rss_mib": round(max(r.peak_rss_bytes for r in results) / 2**20, 1),
-            "chunks": len(picked), "chunk_size": chunk_size, "block_size": block_size, "concurrency": concurrency,
+            "writer": db.writer, "chunks": len(picked), "chunk_size": chunk_size, "block_size": block_size,
+            "concurrency": concurrency,
             "affinity": sorted(psutil.Process().cpu_affinity() or []),
             # Which install ran (bench.pipeline_env) and whether pandas got loaded (pyarrow pulls it in when present).
             "clientes_ingest_path": str(Path(loader.__file__).parent), "pandas_imported": "pandas" in sys.modules}
@@ -253,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lean.add_argument("--chunk-size", type=parse_size, default=32 << 20)
     lean.add_argument("--block-size", type=parse_size, default=1 << 20)
     lean.add_argument("--concurrency", type=int, default=1)
+    lean.add_argument("--writer", default="auto", help="CLIENTES_DB_WRITER of the loads (db.WRITERS)")
     naive = sub.add_parser("pandas-naive")
     naive.add_argument("--file", type=Path, required=True)
     naive.add_argument("--db", required=True)
@@ -265,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.case == "original-design":
         result = original_design(args.file, args.db, args.chunks, args.chunk_lines, args.batch)
     elif args.case == "lean-chunks":
-        result = lean_chunks(args.file, args.db, args.chunks, args.chunk_size, args.block_size, args.concurrency)
+        result = lean_chunks(args.file, args.db, args.chunks, args.chunk_size, args.block_size, args.concurrency,
+                             args.writer)
     else:
         result = pandas_naive(args.file, args.db, args.lines)
     result["pid"] = os.getpid()

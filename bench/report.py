@@ -26,6 +26,9 @@ DESCRIPTIONS = {
     "core_pg": "project: clientes-ingest run into PostgreSQL (end to end)",
     "core_pg_subprocess": "project: the same, chunks in lean child processes (CLIENTES_CHUNK_ISOLATION=subprocess)",
     "limit_sqlite_executemany": "limit: SQLite bare executemany of the same rows",
+    "ref_pg_copy_csv": "reference: psql \\copy (CSV) of core_pg's own two final tables into an empty database",
+    "ref_pg_copy_binary": "reference: psql \\copy (binary) of core_pg's own two final tables into an empty database",
+    "ref_sqlite_import": "reference: sqlite3 .import of core_sqlite_default's own two final tables",
     "core_sqlite_default": "project: clientes-ingest run, embedded default (SQLite, end to end)",
     "original_design": "baseline: original design (re-read file per 10k-line chunk, 100-row inserts), "
                        "EXTRAPOLATED from 3 chunks",

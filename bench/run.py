@@ -33,14 +33,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 import sqlalchemy as sa
 
-from bench import report, split_cores
+from bench import references, report, split_cores
 from bench.pipeline_env import REPO, PipelineEnv, dev_env, ensure_pipeline_env
 from bench.prepare import cache_dir, ensure_clean, ensure_file
 from bench.procmon import TreeSampler
@@ -127,8 +127,9 @@ class Bench:
             env["VIRTUAL_ENV"] = str(Path(self.pipeline.bin_dir).parent)
         return {**env, **extra}
 
-    def core_pg(self, label: str, data: Path, chunk_size: str | None = None,
-                isolation: str = "thread") -> dict[str, Any]:
+    def core_pg(self, label: str, data: Path, chunk_size: str | None = None, isolation: str = "thread",
+                writer: str | None = None, after: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """``clientes-ingest run`` into a fresh PostgreSQL database; ``after(url)`` sees its final tables."""
         url = self.fresh_pg(label)
         try:
             home = self.scratch(label)
@@ -136,23 +137,34 @@ class Bench:
                    "--storage-root", str(home / "store")]
             if chunk_size:
                 cmd += ["--chunk-size", chunk_size]
-            result = self.measure(label, cmd, cwd=home, env=self.pipeline_env(CLIENTES_CHUNK_ISOLATION=isolation))
-            result.update(job_figures(Database(url)), environment=self.pipeline.kind, chunk_isolation=isolation)
+            extra = {"CLIENTES_CHUNK_ISOLATION": isolation, **({"CLIENTES_DB_WRITER": writer} if writer else {})}
+            result = self.measure(label, cmd, cwd=home, env=self.pipeline_env(**extra))
+            result.update(job_figures(Database(url)), environment=self.pipeline.kind, chunk_isolation=isolation,
+                          writer=writer or "auto")
+            if after is not None:
+                after(url)
         finally:
             self.drop_pg(url)
             shutil.rmtree(self.work / label, ignore_errors=True)
         return result
 
-    def core_sqlite_default(self, label: str, data: Path) -> dict[str, Any]:
-        """``clientes-ingest run FILE`` in an empty directory: SQLite ./clientes.db and ./.clientes-ingest."""
+    def core_sqlite_default(self, label: str, data: Path, writer: str | None = None,
+                            after: Callable[[Path], None] | None = None) -> dict[str, Any]:
+        """``clientes-ingest run FILE`` in an empty directory: SQLite ./clientes.db and ./.clientes-ingest;
+        ``after(path)`` sees the database file with its final tables."""
         home = self.scratch(label)
-        env = {k: v for k, v in self.pipeline_env().items() if k not in ("CLIENTES_DB_URL", "CLIENTES_STORAGE_ROOT")}
+        env = {k: v for k, v in self.pipeline_env().items()
+               if k not in ("CLIENTES_DB_URL", "CLIENTES_STORAGE_ROOT", "CLIENTES_DB_WRITER")}
+        if writer:
+            env["CLIENTES_DB_WRITER"] = writer
         try:
             result = self.measure(label, [self.pipeline.executable("clientes-ingest"), "run", str(data), "--quiet"],
                                   cwd=home, env=env, watch_server=False)
             db = Database(f"sqlite:///{home / 'clientes.db'}")
-            result.update(job_figures(db), environment=self.pipeline.kind)
+            result.update(job_figures(db), environment=self.pipeline.kind, writer=writer or "auto")
             db.dispose()
+            if after is not None:
+                after(home / "clientes.db")
         finally:
             shutil.rmtree(home, ignore_errors=True)
         return result
@@ -185,7 +197,10 @@ def run_size(bench: Bench, size: str, *, baselines: bool, limit_streams: Sequenc
             bench.checkpoint()
         finally:
             bench.drop_pg(url)
-    cases["core_pg"] = bench.core_pg("core_pg", data)
+    refs: dict[str, Any] = {}
+    cases["core_pg"] = bench.core_pg("core_pg", data,
+                                     after=lambda url: refs.update(references.pg_references(bench, url)))
+    cases.update(refs)
     bench.checkpoint()
     cases["core_pg_subprocess"] = bench.core_pg("core_pg_subprocess", data, isolation="subprocess")
     bench.checkpoint()
@@ -196,7 +211,10 @@ def run_size(bench: Bench, size: str, *, baselines: bool, limit_streams: Sequenc
         bench.checkpoint()
     finally:
         shutil.rmtree(sqlite_dir, ignore_errors=True)
-    cases["core_sqlite_default"] = bench.core_sqlite_default("core_sqlite", data)
+    sqlite_ref: dict[str, Any] = {}
+    cases["core_sqlite_default"] = bench.core_sqlite_default(
+        "core_sqlite", data, after=lambda path: sqlite_ref.update(references.sqlite_reference(bench, path)))
+    cases["ref_sqlite_import"] = sqlite_ref
     bench.checkpoint()
     if baselines:
         for name, extra in (("original-design", ["--chunks", "3"]), ("pandas-naive", ["--lines", "100000"])):
@@ -281,8 +299,27 @@ def machine() -> dict[str, Any]:
             "postgresql_settings": settings, "load_avg_at_start": os.getloadavg()}
 
 
+def write_writers(bench: Bench, results: dict[str, Any], size: str, out: Path, stamp: str, *, lean: bool) -> int:
+    """``--suite writers[-lean]``: run bench.references' suite on the main file, write its json and markdown."""
+    entry = results["sizes"][size]
+    run = references.run_writers_lean if lean else references.run_writers
+    run(bench, Path(entry["file"]["path"]), entry["cases"])
+    (out / f"{stamp}.json").write_text(json.dumps(report.without_timelines(results), indent=1, default=str))
+    head = report.markdown({**results, "sizes": {}, "sweep": [], "lean": []}).split("## Targets")[0]
+    text = head + "\n".join(references.markdown(size, entry["cases"]))
+    (out / f"{stamp}.md").write_text(text)
+    if bench.partial is not None:
+        bench.partial.unlink(missing_ok=True)
+    print(text)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", choices=("full", "writers", "writers-lean"), default="full",
+                        help="full (default): every workload below; writers: the writer comparison and the physical "
+                             "references on the main file only (bench.references); writers-lean: the same with the "
+                             "chunk loads alone (no Prefect), the quick one on a shared machine")
     parser.add_argument("--size", default="1GB", help="the main file (default 1GB)")
     parser.add_argument("--big", default="5GB", help="the scale file, run once (default 5GB; 'none' to skip)")
     parser.add_argument("--sweep", default="8MB,64MB",
@@ -319,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     bench.results, bench.partial = results, args.out / f"{stamp}.partial.json"
     results["sizes"][args.size] = size_entry(args.size)
+    if args.suite != "full":
+        return write_writers(bench, results, args.size, args.out, stamp, lean=args.suite == "writers-lean")
     results["sizes"][args.size] = run_size(bench, args.size, baselines=True, limit_streams=streams,
                                            cases=results["sizes"][args.size]["cases"])
     results["lean"] = run_lean(bench, args.size)
