@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import yaml
 from deploy_support import REPO, load_yaml_docs
 
 K8S = REPO / "k8s"
@@ -240,3 +242,63 @@ def test_prefect_clients_are_exactly_the_labelled_pods() -> None:
     clients = {name for name, w in WORKLOADS.items()
                if w["spec"]["template"]["metadata"]["labels"].get("clientes-ingest/prefect-client") == "true"}
     assert clients == {"prefect-worker", "clientes-ingest-api", "clientes-ingest-trigger", "prefect-deploy"}
+
+
+# ----------------------------------------------------------------------- pod hardening, images
+
+# The one container that keeps a writable root filesystem, and why (the manifest says it too).
+WRITABLE_ROOT = {("mssql", "mssql"): "SQL Server on Linux writes outside /var/opt/mssql at start-up"}
+# Exact versions: a release (x.y.z, optionally with a variant suffix) or a SQL Server cumulative update.
+EXACT_TAG = r"(\d+\.\d+\.\d+([-.][\w.-]+)?|\d{4}-CU\d+-ubuntu-\d+\.\d+)"
+
+
+def _pod_specs() -> list[tuple[str, dict[str, Any]]]:
+    specs = [(name, w["spec"]["template"]["spec"]) for name, w in WORKLOADS.items()]
+    return [*specs, ("flow-run", TEMPLATE["job_configuration"]["job_manifest"]["spec"]["template"]["spec"])]
+
+
+@pytest.mark.parametrize(("name", "spec"), _pod_specs(), ids=[n for n, _ in _pod_specs()])
+def test_root_filesystems_are_read_only_and_scratch_space_is_bounded(name: str, spec: dict[str, Any]) -> None:
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        read_only = container["securityContext"].get("readOnlyRootFilesystem")
+        if (name, container["name"]) in WRITABLE_ROOT:
+            assert read_only is False, "say so explicitly where the root filesystem stays writable"
+        else:
+            assert read_only is True, f"{name}/{container['name']}"
+    for volume in spec.get("volumes", []):
+        if "emptyDir" in volume:
+            assert volume["emptyDir"].get("sizeLimit"), f"{name}: emptyDir {volume['name']} has no sizeLimit"
+    assert spec.get("automountServiceAccountToken") is False or name == "prefect-worker"
+
+
+def test_prefect_server_writes_only_to_its_volumes() -> None:
+    (container,) = WORKLOADS["prefect-server"]["spec"]["template"]["spec"]["containers"]
+    env = {var["name"]: var.get("value") for var in container["env"]}
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    assert env["PREFECT_HOME"].startswith("/data/")  # its database
+    assert any(env["PREFECT_UI_STATIC_DIRECTORY"].startswith(m + "/") for m in mounts)  # the UI it writes
+
+
+def _all_images() -> list[tuple[str, str]]:
+    images = [(f"k8s:{name}", c["image"]) for name, spec in _pod_specs()
+              for c in [*spec.get("initContainers", []), *spec["containers"]]]
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    images += [(f"compose:{name}", s["image"]) for name, s in compose["services"].items()
+               if s.get("image") and not s.get("build")]
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    images += [("Dockerfile", m) for m in re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)]
+    return images
+
+
+@pytest.mark.parametrize(("where", "image"), _all_images(), ids=[f"{w}={i}" for w, i in _all_images()])
+def test_images_are_pinned_to_an_exact_version_or_digest(where: str, image: str) -> None:
+    name, _, tag = image.partition("@")[0].rpartition(":")
+    assert name and tag, f"{where}: {image} has no tag"
+    assert "@sha256:" in image or re.fullmatch(EXACT_TAG, tag), f"{where}: {image} is a floating tag"
+
+
+@pytest.mark.parametrize("floating", ["prefecthq/prefect:3-python3.11", "mcr.microsoft.com/mssql/server:2022-latest",
+                                      "motoserver/moto:latest", "python:3.11-slim-bookworm", "redis:7"])
+def test_the_pin_check_refuses_floating_tags(floating: str) -> None:
+    with pytest.raises(AssertionError):
+        test_images_are_pinned_to_an_exact_version_or_digest("example", floating)
