@@ -3,7 +3,7 @@ hashed and planned in one pass) and ``POST /runs`` (an object already in storage
 version). Both pre-register the job, launch its run through ``deployments.launch`` and acknowledge.
 
 Requires: the bearer token (``CLIENTES_API_TOKEN``), the storage and database of the ``CLIENTES_*``
-settings; S3 objects must be in ``CLIENTES_S3_BUCKET``.
+settings; S3 objects must be in ``CLIENTES_S3_BUCKET`` or ``CLIENTES_ALLOWED_BUCKETS``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from clientes_ingest import jobs
 from clientes_ingest.chunks import ChunkPlanner
+from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.storage import LocalStorage, StorageError
 from deployments.api_body import read_json
 from deployments.api_context import ApiContext, CamelModel, scrub
@@ -189,9 +190,9 @@ def _object_version(ctx: ApiContext, source: str) -> tuple[str, str]:
             bucket, key = split_s3_uri(source)
         except StorageError as exc:
             raise ApiError(422, str(exc)) from None
-        if bucket != ctx.settings.s3_bucket:
-            raise ApiError(422, f"{source} is not in the configured bucket {ctx.settings.s3_bucket}",
-                           "point CLIENTES_S3_BUCKET at it, or copy the object there")
+        if not SourcePolicy.from_settings(ctx.settings).bucket_allowed(bucket):
+            raise ApiError(422, f"{source} is not in an allowed bucket",
+                           "copy the object to CLIENTES_S3_BUCKET, or list its bucket in CLIENTES_ALLOWED_BUCKETS")
         s3 = ctx.storage if isinstance(ctx.storage, S3Storage) else S3Storage.from_settings(ctx.settings, source)
         try:
             head = s3.client.head_object(Bucket=bucket, Key=key)

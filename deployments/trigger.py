@@ -4,8 +4,9 @@ Long-polls the trigger queue. For each S3 record whose key matches ``CLIENTES_TR
 (default ``incoming/CLIENTES_IN_*.dat``) it creates a run of the ingest deployment with
 ``source=s3://bucket/key`` and an idempotency key from bucket, key, version, ETag and sequencer, so a
 repeated delivery never makes a second run; then it deletes the message. Test events and other keys
-are acknowledged and logged. A message it cannot parse, or whose run cannot be created, is left on
-the queue: SQS redelivers it and, after 3 receives, moves it to the dead-letter queue.
+are acknowledged and logged; so are events for a bucket that is not allowed (``CLIENTES_S3_BUCKET`` and
+``CLIENTES_ALLOWED_BUCKETS``: counted as refused, never launched). A message it cannot parse, or whose
+run cannot be created, is left on the queue: SQS redelivers it and, after 3 receives, moves it to the dead-letter queue.
 
 Modes (``CLIENTES_TRIGGER_MODE``): ``deployment`` creates runs through the Prefect API
 (``PREFECT_API_URL``; deployment ``CLIENTES_TRIGGER_DEPLOYMENT``, default ``ingest-clientes/k8s``);
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Protocol
@@ -129,6 +130,10 @@ class TriggerMetrics:
         self.ignored = Counter(
             f"{prefix}_ignored", "test events and keys outside the pattern, acknowledged", registry=self.registry
         )
+        self.refused = Counter(
+            f"{prefix}_refused", "events for a bucket that is not allowed, acknowledged without a run",
+            registry=self.registry,
+        )
         self.failed = Counter(
             f"{prefix}_failed", "messages left for redelivery (unparseable or run not created)", registry=self.registry
         )
@@ -149,6 +154,7 @@ class TriggerService:
         queue_url: str,
         launcher: Launcher,
         *,
+        allowed_buckets: Collection[str],
         key_pattern: str = DEFAULT_KEY_PATTERN,
         metrics: TriggerMetrics | None = None,
         wait_seconds: int = 20,
@@ -158,6 +164,7 @@ class TriggerService:
         self.sqs = sqs
         self.queue_url = queue_url
         self.launcher = launcher
+        self.allowed_buckets = frozenset(allowed_buckets)
         self.key_pattern = key_pattern
         self.metrics = metrics or TriggerMetrics()
         self.wait_seconds = wait_seconds
@@ -258,6 +265,13 @@ class TriggerService:
                     self.key_pattern,
                 )
                 self.metrics.ignored.inc()
+                continue
+            if event.bucket not in self.allowed_buckets:
+                # Acknowledged, never retried: whoever can write to the queue must not make runs read other
+                # buckets (the flow refuses them too).
+                logger.warning("message %s: %s is in bucket %r, which is not allowed (CLIENTES_S3_BUCKET, "
+                               "CLIENTES_ALLOWED_BUCKETS); refused", message_id, event.uri, event.bucket)
+                self.metrics.refused.inc()
                 continue
             try:
                 with self._keep_invisible(message):
@@ -408,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     from clientes_ingest.placeholders import exit_on_placeholders
     from clientes_ingest.s3 import clients_from_settings
     from clientes_ingest.settings import load_settings
+    from clientes_ingest.sources import SourcePolicy
 
     settings = load_settings()
     # Before serving: an example secret (CHANGE-ME) would make a guessable credential.
@@ -430,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         sqs,
         queue_url,
         build_launcher(config),
+        allowed_buckets=SourcePolicy.from_settings(settings).buckets,
         key_pattern=config.key_pattern,
         wait_seconds=config.wait_seconds,
         visibility_timeout=config.visibility_timeout,

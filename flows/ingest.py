@@ -21,6 +21,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from clientes_ingest.jobs import Action
 from clientes_ingest.settings import load_settings
+from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.staging import resolve_source
 from clientes_ingest.tasks import (
     fail_job,
@@ -73,7 +74,7 @@ def ingest_clientes(
     source = resolve_source(source, runtime.flow_run.scheduled_start_time)
     db, storage = load_resources(settings, source)
     try:
-        staged = stage_file(source, storage, settings.chunk_size)
+        staged = stage_file(source, storage, settings.chunk_size, SourcePolicy.from_settings(settings))
     except Exception as exc:
         if job_id is not None:
             fail_job(db, job_id, str(exc))

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr | None = None
     sqs_queue_name: str = "clientes-ingest-events"
 
+    # What a run may read (docs/security.md, "Sources"): checked by the flow, the trigger and POST /runs.
+    allowed_buckets: str = Field(default="", description="buckets a source may name besides s3_bucket "
+                                 "(comma-separated); any other s3:// source is refused before it is opened")
+    allowed_local_roots: str | None = Field(
+        default=None, description="unset: a local source may be any readable file (the CLI's embedded default); "
+        "set (deployment mode): comma-separated directories a local source must resolve under, 'none' for no "
+        "local source at all; the local storage root is always allowed")
+
     # Prefect blocks: when set, flows load these named blocks instead of the values above
     db_block: str | None = None
     s3_block: str | None = None

@@ -32,6 +32,7 @@ from clientes_ingest import jobs, lease, progress, report, staging
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
 from clientes_ingest.settings import Settings, load_settings
+from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.storage import LocalStorage, Storage
 
 if TYPE_CHECKING:  # loader imports pyarrow: the flow-run process imports it only to load in-process
@@ -78,8 +79,9 @@ def load_resources(settings: Settings, source: str) -> tuple[Database, Storage]:
 
 
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
-def stage_file(source: str, storage: Storage, chunk_size: int) -> jobs.StagedFile:
-    """Store or scan the source once: size, sha256 and the chunk plan."""
+def stage_file(source: str, storage: Storage, chunk_size: int, policy: SourcePolicy) -> jobs.StagedFile:
+    """Check the source against the allow-lists, then store or scan it once: size, sha256 and the chunk plan."""
+    policy.check(source)  # before the storage is asked anything about it
     staged = staging.stage_source(source, storage, chunk_size)
     get_run_logger().info("staged %s: %d bytes, %d lines, %d chunks, sha256 %s", staged.uri, staged.size,
                           staged.total_lines, len(staged.chunks), staged.sha256[:12])

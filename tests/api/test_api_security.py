@@ -271,3 +271,22 @@ def test_rejects_hold_personal_data_that_only_the_token_reads(
             denied = client.get(path_)
             assert denied.status_code == 401 and "Zuñiga" not in denied.text and "30111222" not in denied.text
     assert "30111222" in client.get(f"/jobs/{loaded.job_id}/rejects", headers=AUTH).text
+
+
+def test_runs_accept_only_allowed_buckets(
+    api_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, recorder: RecordingLauncher, aws_s3_client: Any,
+    aws_bucket: str
+) -> None:
+    partner = f"{aws_bucket}-partner"
+    aws_s3_client.create_bucket(Bucket=partner)
+    aws_s3_client.put_object(Bucket=partner, Key="drop/CLIENTES_IN_0425.dat", Body=b"a|b\n")
+    source = f"s3://{partner}/drop/CLIENTES_IN_0425.dat"
+    with TestClient(create_app(launcher=recorder)) as client:
+        refused = client.post("/runs", json={"source": source}, headers=AUTH)
+    assert refused.status_code == 422 and refused.json()["error"] == f"{source} is not in an allowed bucket"
+    assert recorder.calls == []
+    monkeypatch.setenv("CLIENTES_ALLOWED_BUCKETS", f"other,{partner}")
+    with TestClient(create_app(launcher=recorder)) as client:
+        accepted = client.post("/runs", json={"source": source}, headers=AUTH)
+    assert accepted.status_code == 202, accepted.text
+    assert [c["source"] for c in recorder.calls] == [source]

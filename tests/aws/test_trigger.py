@@ -92,6 +92,7 @@ def service(aws_sqs_client: Any, aws_resources: dict[str, str], launcher: Record
         aws_sqs_client,
         aws_resources["queue_url"],
         launcher,
+        allowed_buckets={aws_resources["bucket"]},
         wait_seconds=0,
         visibility_timeout=5,
         retry_delay_seconds=0,  # redeliver failures at once, so 3 receives take no time
@@ -189,7 +190,8 @@ def test_run_that_cannot_be_created_is_retried_not_lost(
 ) -> None:
     launcher = RecordingLauncher(fail_times=2)
     service = TriggerService(
-        aws_sqs_client, aws_resources["queue_url"], launcher, wait_seconds=0, retry_delay_seconds=0
+        aws_sqs_client, aws_resources["queue_url"], launcher, allowed_buckets={aws_resources["bucket"]},
+        wait_seconds=0, retry_delay_seconds=0
     )
     drain(service)
     aws_s3_client.put_object(Bucket=aws_resources["bucket"], Key=INCOMING, Body=b"a|b\n")
@@ -211,7 +213,8 @@ def test_visibility_is_extended_while_a_launch_is_slow(
         stolen.extend(aws_sqs_client.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages", []))
 
     launcher = RecordingLauncher(during=peek_while_busy)
-    service = TriggerService(aws_sqs_client, queue_url, launcher, wait_seconds=0, visibility_timeout=4)
+    service = TriggerService(aws_sqs_client, queue_url, launcher, allowed_buckets={aws_resources["bucket"]},
+                             wait_seconds=0, visibility_timeout=4)
     drain(service)
     aws_s3_client.put_object(Bucket=aws_resources["bucket"], Key=INCOMING, Body=b"a|b\n")
     assert service.poll_once() == ["launched"]
@@ -229,7 +232,8 @@ def test_sigterm_stops_after_the_message_in_hand(
         assert release.wait(10)
 
     launcher = RecordingLauncher(during=block)
-    service = TriggerService(aws_sqs_client, aws_resources["queue_url"], launcher, wait_seconds=1)
+    service = TriggerService(aws_sqs_client, aws_resources["queue_url"], launcher,
+                             allowed_buckets={aws_resources["bucket"]}, wait_seconds=1)
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     install_signal_handlers(service)
     try:
@@ -252,7 +256,8 @@ def test_sigterm_stops_after_the_message_in_hand(
 
 
 def test_queue_errors_do_not_kill_the_loop(aws_sqs_client: Any, launcher: RecordingLauncher) -> None:
-    service = TriggerService(aws_sqs_client, "http://127.0.0.1:1/000000000000/missing", launcher, wait_seconds=0)
+    service = TriggerService(aws_sqs_client, "http://127.0.0.1:1/000000000000/missing", launcher,
+                             allowed_buckets={"clientes-ingest"}, wait_seconds=0)
     loop = threading.Thread(target=service.run)
     loop.start()
     time.sleep(0.5)
@@ -327,3 +332,49 @@ def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     config = TriggerConfig()
     assert (config.port, config.key_pattern, config.deployment) == (9200, "drop/*.dat", "ingest-clientes/local")
     assert TriggerConfig.model_fields["port"].default == 9100
+
+
+def forged_event(bucket: str, key: str = INCOMING) -> dict[str, Any]:
+    """An S3 record as anyone who can write to the queue could send it."""
+    return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket},
+                                                     "object": {"key": key, "eTag": "e1", "sequencer": "01"}}}
+
+
+def test_events_for_a_bucket_that_is_not_allowed_start_no_run(
+    service: TriggerService, launcher: RecordingLauncher, aws_sqs_client: Any, aws_resources: dict[str, str]
+) -> None:
+    drain(service)
+    queue = aws_resources["queue_url"]
+    aws_sqs_client.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": [forged_event("attacker-bucket")]}))
+    assert drain(service) == ["ignored"]  # acknowledged: a retry would be refused again
+    mixed = {"Records": [forged_event("attacker-bucket"), forged_event(aws_resources["bucket"])]}
+    aws_sqs_client.send_message(QueueUrl=queue, MessageBody=json.dumps(mixed))
+    assert drain(service) == ["launched"]
+    assert [e.uri for e in launcher.events] == [f"s3://{aws_resources['bucket']}/{INCOMING}"]
+    assert counter(service, "refused") == 2
+    assert queue_depth(aws_sqs_client, queue) == 0
+
+
+def test_main_allows_the_configured_bucket_and_the_extra_ones(
+    monkeypatch: pytest.MonkeyPatch, aws_resources: dict[str, str]
+) -> None:
+    from deployments import trigger
+
+    built: list[dict[str, Any]] = []
+
+    class Captured:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(kwargs)
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(trigger, "TriggerService", Captured)
+    monkeypatch.setattr(trigger, "serve_http", lambda *a: type("S", (), {"server_address": ("", 0),
+                                                                          "shutdown": lambda self: None})())
+    monkeypatch.setattr(trigger, "install_signal_handlers", lambda service: None)
+    monkeypatch.setenv("CLIENTES_TRIGGER_QUEUE_URL", aws_resources["queue_url"])
+    monkeypatch.setenv("CLIENTES_TRIGGER_MODE", "in-process")
+    monkeypatch.setenv("CLIENTES_ALLOWED_BUCKETS", "partner-drop, archive ")
+    assert trigger.main([]) == 0
+    assert built[0]["allowed_buckets"] == {aws_resources["bucket"], "partner-drop", "archive"}

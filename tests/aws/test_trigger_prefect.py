@@ -95,6 +95,7 @@ def test_upload_triggers_exactly_one_deployment_run_that_loads_like_local(
         aws_sqs_client,
         aws_resources["queue_url"],
         DeploymentLauncher(f"ingest-clientes/{name}"),
+        allowed_buckets={aws_resources["bucket"]},
         wait_seconds=0,
         retry_delay_seconds=0,
     )
@@ -133,7 +134,8 @@ def test_in_process_mode_loads_the_uploaded_file_once(
     monkeypatch.setenv("CLIENTES_DB_URL", flow_env["s3"])
     upload_and_duplicate(aws_s3_client, aws_sqs_client, aws_resources, clients_file, copies=1)
     service = TriggerService(
-        aws_sqs_client, aws_resources["queue_url"], InProcessLauncher(), wait_seconds=0, retry_delay_seconds=0
+        aws_sqs_client, aws_resources["queue_url"], InProcessLauncher(), allowed_buckets={aws_resources["bucket"]},
+        wait_seconds=0, retry_delay_seconds=0
     )
     outcomes = drain(service)
     assert outcomes.count("launched") == 2

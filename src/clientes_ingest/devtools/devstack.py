@@ -212,7 +212,13 @@ class DevStack:
         except BaseException:
             self.stop()
             raise
+        self.inbox.mkdir(parents=True, exist_ok=True)
         self.env = self._environment()
+
+    @property
+    def inbox(self) -> Path:
+        """The one directory whose files runs of the stack may read as local sources."""
+        return self.state_dir / "inbox"
 
     def add_service(self, name: str, args: Sequence[str], health_url: str, *, timeout: float = 60.0,
                     extra: Mapping[str, str] | None = None, ready: Callable[[], bool] | None = None) -> Service:
@@ -255,6 +261,8 @@ class DevStack:
             "CLIENTES_DB_URL": self.db_url,
             "CLIENTES_STORAGE": "s3",
             "CLIENTES_STORAGE_ROOT": str(self.state_dir / "storage"),
+            # Deployment mode: runs read local files only from the inbox (docs/security.md, "Sources").
+            "CLIENTES_ALLOWED_LOCAL_ROOTS": str(self.inbox),
             "CLIENTES_S3_BUCKET": self.bucket,
             "CLIENTES_S3_PREFIX": "incoming/",
             "CLIENTES_SQS_QUEUE_NAME": self.queue_name,
@@ -402,6 +410,7 @@ def banner(stack: DevStack) -> str:
         "Or drop it in the bucket (the trigger starts the run):",
         f"  AWS_ACCESS_KEY_ID={FAKE_AWS_KEY} AWS_SECRET_ACCESS_KEY={FAKE_AWS_KEY} aws --endpoint-url "
         f"{stack.moto_url} s3 cp CLIENTES_IN_0425.dat s3://{stack.bucket}/incoming/",
+        f"Runs of the stack read local files only from {stack.inbox} (or upload them).",
         f"Use the CLI against it: set -a; . {stack.state_dir / 'stack.env'}; set +a; clientes-ingest jobs",
         "Ctrl-C stops everything.",
     ]
