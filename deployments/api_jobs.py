@@ -55,6 +55,8 @@ class JobResponse(CamelModel):
     duration_s: float | None
     error: str | None
     rejects_by_reason: dict[str, int]
+    rejects_not_stored: int = Field(default=0, description="rejects counted (in rowsRejected and rejectsByReason) "
+                                    "but not stored: over CLIENTES_MAX_STORED_REJECTS")
     chunks: list[ChunkProgress]
 
 
@@ -96,7 +98,7 @@ def jobs_router(ctx: ApiContext) -> APIRouter:
             chunks_done=summary.chunks_done, total_lines=summary.total_lines, blank_lines=summary.blank_lines,
             rows_loaded=summary.rows_loaded, rows_rejected=summary.rows_rejected, duration_s=summary.duration_s,
             error=scrub(summary.error, ctx.secrets) if summary.error else None,
-            rejects_by_reason=summary.rejects_by_reason,
+            rejects_by_reason=summary.rejects_by_reason, rejects_not_stored=summary.rejects_not_stored,
             chunks=[ChunkProgress.model_validate(c) for c in chunks])
 
     @router.get("/jobs/{job_id}/rejects", response_model=RejectsPage,

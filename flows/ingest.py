@@ -19,8 +19,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from clientes_ingest.jobs import Action
-from clientes_ingest.settings import load_settings
+from clientes_ingest.jobs import REJECTED_FILE, Action
+from clientes_ingest.settings import load_settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.staging import resolve_source
 from clientes_ingest.tasks import (
@@ -37,7 +37,8 @@ from clientes_ingest.tasks import (
 
 
 class IngestFailed(RuntimeError):
-    """Raised at the end of a run whose job could not load every chunk (the flow run fails)."""
+    """Raised at the end of a run whose job could not load every chunk, or whose file was refused as
+    ``rejected_file`` (the flow run fails)."""
 
     def __init__(self, message: str, job_id: int | None = None) -> None:
         super().__init__(message, job_id)
@@ -71,6 +72,7 @@ def ingest_clientes(
     """
     logger = get_run_logger()
     settings = load_settings(chunk_size=chunk_size)
+    policy = reject_policy(settings)
     source = resolve_source(source, runtime.flow_run.scheduled_start_time)
     db, storage = load_resources(settings, source)
     try:
@@ -81,6 +83,10 @@ def ingest_clientes(
         raise
     registration = register_job(db, staged, force, job_id, str(runtime.flow_run.id or "") or None,
                                 settings.job_lease_seconds)
+    if registration.action == Action.REJECTED:
+        summary = read_job(db, registration.job_id)
+        raise IngestFailed(f"job {summary.job_id} refused this content ({summary.error}); to load it anyway: "
+                           f"--force with a higher CLIENTES_MAX_REJECT_RATIO", summary.job_id)
     if registration.action in (Action.ALREADY_LOADED, Action.IN_PROGRESS):
         logger.info("%s: job %d %s; nothing to load", staged.name, registration.job_id,
                     "already loaded this content" if registration.action == Action.ALREADY_LOADED
@@ -96,7 +102,7 @@ def ingest_clientes(
     assert isinstance(progress_id, UUID)  # the sync call inside a sync flow returns the id itself
     futures = process_chunk.map(unmapped(db), unmapped(storage), registration.job_id, registration.uri,
                                 list(registration.pending), settings.block_size, settings.max_line_bytes,
-                                settings.chunk_isolation, settings.db_write_limit)
+                                settings.chunk_isolation, settings.db_write_limit, unmapped(policy))
     for future in as_completed(futures):
         try:
             future.result()
@@ -105,8 +111,10 @@ def ingest_clientes(
         done += 1
         update_progress_artifact(progress_id, 100.0 * done / total)
 
-    summary = finalize_job(db, registration.job_id)
+    summary = finalize_job(db, registration.job_id, policy)
     publish_report(summary, read_chunks(db, registration.job_id))
+    if summary.status == REJECTED_FILE:
+        raise IngestFailed(f"job {summary.job_id} {summary.error}", summary.job_id)
     if summary.status == "failed":
         raise IngestFailed(f"job {summary.job_id} failed: {summary.error}; rerun the same source to load "
                            f"the missing chunks", summary.job_id)

@@ -29,6 +29,10 @@ CREATE TABLE ingest_jobs (
 	rows_rejected BIGINT NULL, 
 	peak_rss_bytes BIGINT NULL, 
 	flow_run_id VARCHAR(36) NULL, 
+	owner_host NVARCHAR(255) NULL, 
+	owner_pid INTEGER NULL, 
+	owner_started VARCHAR(64) NULL, 
+	owner_since DATETIME NULL, 
 	runs INTEGER NOT NULL DEFAULT 0, 
 	created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, 
 	started_at DATETIME NULL, 
@@ -40,6 +44,15 @@ CREATE TABLE ingest_jobs (
 );
 
 CREATE INDEX ix_ingest_jobs_sha256 ON ingest_jobs (sha256);
+
+CREATE TABLE ingest_reject_counts (
+	job_id BIGINT NOT NULL, 
+	chunk_no INTEGER NOT NULL, 
+	reason VARCHAR(32) NOT NULL, 
+	rejected BIGINT NOT NULL, 
+	stored BIGINT NOT NULL, 
+	PRIMARY KEY (job_id, chunk_no, reason)
+);
 
 CREATE TABLE ingest_rejects (
 	job_id BIGINT NOT NULL, 

@@ -29,6 +29,10 @@ CREATE TABLE ingest_jobs (
 	rows_rejected BIGINT, 
 	peak_rss_bytes BIGINT, 
 	flow_run_id VARCHAR(36), 
+	owner_host VARCHAR(255), 
+	owner_pid INTEGER, 
+	owner_started VARCHAR(64), 
+	owner_since DATETIME, 
 	runs INTEGER DEFAULT 0 NOT NULL, 
 	created_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL, 
 	started_at DATETIME, 
@@ -40,6 +44,15 @@ CREATE TABLE ingest_jobs (
 );
 
 CREATE INDEX ix_ingest_jobs_sha256 ON ingest_jobs (sha256);
+
+CREATE TABLE ingest_reject_counts (
+	job_id INTEGER NOT NULL, 
+	chunk_no INTEGER NOT NULL, 
+	reason VARCHAR(32) NOT NULL, 
+	rejected BIGINT NOT NULL, 
+	stored BIGINT NOT NULL, 
+	PRIMARY KEY (job_id, chunk_no, reason)
+);
 
 CREATE TABLE ingest_rejects (
 	job_id INTEGER NOT NULL, 

@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
+from clientes_ingest.guard import RejectPolicy
 from clientes_ingest.results import ChunkResult
 from clientes_ingest.storage import Storage
 
@@ -171,10 +172,11 @@ atexit.register(_POOL.shutdown)
 
 
 def run_chunk(
-    db: Database, storage: Storage, job_id: int, uri: str, chunk: ChunkSpec, *, block_size: int, max_line_bytes: int
+    db: Database, storage: Storage, job_id: int, uri: str, chunk: ChunkSpec, *, block_size: int, max_line_bytes: int,
+    policy: RejectPolicy | None = None,
 ) -> ChunkResult:
     """Load one chunk in a worker process; raise ChunkWorkerError if it fails (or its worker dies)."""
-    payload = pickle.dumps((db, storage, job_id, uri, chunk, block_size, max_line_bytes))
+    payload = pickle.dumps((db, storage, job_id, uri, chunk, block_size, max_line_bytes, policy))
     result: ChunkResult = _POOL.run(payload, f"chunk {chunk.index} of job {job_id}")
     return result
 
@@ -194,10 +196,10 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     from clientes_ingest import loader  # the child pays for pyarrow; the parent never imports it
 
     while (payload := _read_message(requests)) is not None:
-        db, storage, job_id, uri, chunk, block_size, max_line_bytes = pickle.loads(payload)  # noqa: S301
+        db, storage, job_id, uri, chunk, block_size, max_line_bytes, policy = pickle.loads(payload)  # noqa: S301
         try:
             result = loader.load_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
-                                       max_line_bytes=max_line_bytes)
+                                       max_line_bytes=max_line_bytes, policy=policy)
             reply = pickle.dumps(("ok", result))
         except Exception as exc:  # recorded on the chunk by the loader; the parent raises it
             traceback.print_exc(file=sys.stderr)

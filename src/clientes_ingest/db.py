@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 metadata = sa.MetaData()
 
@@ -49,6 +49,13 @@ ingest_jobs = sa.Table(
     sa.Column("rows_rejected", sa.BigInteger),
     sa.Column("peak_rss_bytes", sa.BigInteger),
     sa.Column("flow_run_id", sa.String(36)),
+    # The process that holds a running job (lease.Owner): a rerun that finds it provably dead (same host,
+    # pid gone or reused) takes the job over at once instead of waiting for the lease. Added to existing
+    # databases by Database.ensure_schema (nullable columns).
+    sa.Column("owner_host", sa.Unicode(255)),
+    sa.Column("owner_pid", sa.Integer),
+    sa.Column("owner_started", sa.String(64)),  # the pid's start time (boot id + clock ticks): pid reuse
+    sa.Column("owner_since", sa.DateTime),
     # Incremented by each run that takes the job over: the optimistic lock of a resume.
     sa.Column("runs", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("created_at", sa.DateTime, nullable=False, server_default=NOW),
@@ -119,6 +126,18 @@ ingest_rejects = sa.Table(
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("raw_line", sa.Unicode(2 * REJECT_RAW_CHARS), nullable=False),
     sa.Column("raw_length", sa.BigInteger, nullable=False),
+)
+
+# Rejects per chunk and reason, counted exactly, and how many of them are stored in ingest_rejects
+# (CLIENTES_MAX_STORED_REJECTS caps the stored rows per job). Written in the chunk's transaction.
+ingest_reject_counts = sa.Table(
+    "ingest_reject_counts",
+    metadata,
+    sa.Column("job_id", JobId, primary_key=True, autoincrement=False),
+    sa.Column("chunk_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("reason", sa.String(32), primary_key=True),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    sa.Column("stored", sa.BigInteger, nullable=False),
 )
 
 # Column order of the bulk loads; the parser's tables carry these fields (see rules.VALID_SCHEMA).
@@ -273,9 +292,11 @@ class Database:
             raise DatabaseUnavailable(self.describe_error(exc)) from None
 
     def ensure_schema(self) -> None:
-        """Create missing tables (idempotent)."""
+        """Create missing tables, and add the nullable columns a database made by an older version lacks
+        (idempotent; the only upgrade there is: new columns are always nullable)."""
         try:
             metadata.create_all(self.engine, checkfirst=True)
+            add_missing_columns(self.engine)
         except DBAPIError as exc:
             if _is_connection_error(exc):
                 raise DatabaseUnavailable(self.describe_error(exc)) from None
@@ -286,6 +307,33 @@ class Database:
             engine = _ENGINES.pop(self._engine_key, None)
         if engine is not None:
             engine.dispose()
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """``ALTER TABLE ... ADD`` every nullable column of the metadata that a table lacks; returns them.
+
+    A concurrent run may add the same column first: its error is ignored when the column is then there.
+    """
+    added = []
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"].lower() for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name.lower() in have:
+                continue
+            if not column.nullable or column.primary_key:
+                raise RuntimeError(f"{table.name}.{column.name} is missing and NOT NULL: recreate the table")
+            spec = str(CreateColumn(column).compile(dialect=engine.dialect)).strip()
+            quoted = engine.dialect.identifier_preparer.quote(table.name)
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD {spec}")
+            except DBAPIError:
+                names = {c["name"].lower() for c in sa.inspect(engine).get_columns(table.name)}
+                if column.name.lower() not in names:
+                    raise
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def _short_reason(exc: BaseException) -> str:

@@ -10,7 +10,9 @@ Requires: an engine whose schema exists (``Database.ensure_schema``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -19,10 +21,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from clientes_ingest import rejection
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import ingest_chunks, ingest_file_claims, ingest_jobs, ingest_rejects, utcnow
+from clientes_ingest.guard import RejectPolicy, Tally, describe, final_verdict
+from clientes_ingest.lease import Owner
 
 DONE_STATUSES = ("completed", "completed_with_rejects")
+REJECTED_FILE = rejection.REJECTED_FILE
 DEFAULT_LEASE_SECONDS = 900
 
 
@@ -35,6 +41,32 @@ class Action(StrEnum):
     RESUME = "resume"  # an unfinished job of the same file: load the chunks not committed yet
     ALREADY_LOADED = "already_loaded"  # this content was loaded by a completed job: nothing to do
     IN_PROGRESS = "in_progress"  # another live run is loading this content: nothing to do here
+    REJECTED = "rejected"  # this content was refused (rejected_file) by its job: only --force loads it
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a running job: its process (host, pid, pid start time), flow run, since when, last beat."""
+
+    job_id: int
+    runs: int
+    host: str | None
+    pid: int | None
+    started: str | None
+    flow_run_id: str | None
+    since: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+
+    def describe(self) -> str:
+        """``pid 42 on host h (flow run X) since 2026-...Z, last heartbeat 3s ago`` (no personal data)."""
+        who = f"pid {self.pid} on host {self.host}" if self.pid is not None else "a run"
+        if self.flow_run_id:
+            who += f" (flow run {self.flow_run_id})"
+        if self.since is not None:
+            who += f" since {self.since:%Y-%m-%d %H:%M:%S} UTC"
+        if self.heartbeat_at is not None:
+            who += f", last heartbeat {(utcnow() - self.heartbeat_at.replace(tzinfo=None)).total_seconds():.0f}s ago"
+        return who
 
 
 @dataclass(frozen=True)
@@ -59,6 +91,7 @@ class Registration:
     uri: str
     pending: tuple[ChunkSpec, ...] = ()
     chunk_count: int = 0
+    holder: Holder | None = None  # IN_PROGRESS: the run that holds the job
 
 
 @dataclass
@@ -81,6 +114,12 @@ class JobSummary:
     peak_rss_bytes: int | None
     error: str | None
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    rejects_not_stored: int = 0  # counted (in rows_rejected and rejects_by_reason) but over the stored cap
+    owner_host: str | None = None
+    owner_pid: int | None = None
+    owner_since: dt.datetime | None = None
+    flow_run_id: str | None = None
+    heartbeat_at: dt.datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,12 +138,20 @@ def _new_id(result: sa.CursorResult[Any]) -> int:
     return int(key[0])
 
 
-def _insert_job(conn: Connection, staged: StagedFile, flow_run_id: str | None) -> int:
+def _owned_by(owner: Owner | None, flow_run_id: str | None) -> dict[str, Any]:
+    """The owner columns of a job this run now holds."""
+    return dict(flow_run_id=flow_run_id, owner_host=owner.host if owner else None,
+                owner_pid=owner.pid if owner else None, owner_started=owner.started if owner else None,
+                owner_since=utcnow())
+
+
+def _insert_job(conn: Connection, staged: StagedFile, flow_run_id: str | None, owner: Owner | None) -> int:
     result = conn.execute(
         ingest_jobs.insert().values(
             source_uri=staged.uri, file_name=staged.name, size_bytes=staged.size, sha256=staged.sha256,
             status="running", chunk_size=staged.chunk_size, chunk_count=len(staged.chunks),
-            total_lines=staged.total_lines, flow_run_id=flow_run_id, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
+            total_lines=staged.total_lines, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
+            **_owned_by(owner, flow_run_id),
         )
     )
     job_id = _new_id(result)
@@ -130,14 +177,21 @@ def _pending_chunks(conn: Connection, job_id: int) -> tuple[ChunkSpec, ...]:
                            first_line=r["first_line"], line_count=r["line_count"]) for r in rows)
 
 
-def _take_over(conn: Connection, job: sa.RowMapping, flow_run_id: str | None) -> bool:
+def _take_over(conn: Connection, job: sa.RowMapping, flow_run_id: str | None, owner: Owner | None) -> bool:
     """Claim an unfinished job for this run; False if another run took it first (optimistic lock)."""
     result = conn.execute(
         ingest_jobs.update().where(ingest_jobs.c.id == job["id"], ingest_jobs.c.runs == job["runs"])
-        .values(status="running", runs=job["runs"] + 1, heartbeat_at=utcnow(), flow_run_id=flow_run_id, error=None,
-                finished_at=None)
+        .values(status="running", runs=job["runs"] + 1, heartbeat_at=utcnow(), error=None, finished_at=None,
+                **_owned_by(owner, flow_run_id))
     )
     return result.rowcount == 1
+
+
+def holder_of(job: sa.RowMapping) -> Holder:
+    """The run that holds (or last held) a job, as its row records it."""
+    return Holder(job_id=int(job["id"]), runs=int(job["runs"]), host=job["owner_host"], pid=job["owner_pid"],
+                  started=job["owner_started"], flow_run_id=job["flow_run_id"], since=job["owner_since"],
+                  heartbeat_at=job["heartbeat_at"])
 
 
 def _is_live(conn: Connection, job: sa.RowMapping, lease_seconds: float) -> bool:
@@ -149,15 +203,23 @@ def _is_live(conn: Connection, job: sa.RowMapping, lease_seconds: float) -> bool
 
 
 def _decide_for_existing(
-    conn: Connection, job: sa.RowMapping, flow_run_id: str | None, lease_seconds: float
+    conn: Connection, job: sa.RowMapping, flow_run_id: str | None, lease_seconds: float, owner: Owner | None,
+    holder_dead: bool = False,
 ) -> Registration:
+    """What to do with the job that owns this content. ``holder_dead``: its holder was found provably dead
+    (by ``register_job``'s ``holder_is_dead``), so it is taken over although its lease has not expired."""
     job_id = int(job["id"])
+    count = job["chunk_count"] or 0
     if job["status"] in DONE_STATUSES:
-        return Registration(job_id, Action.ALREADY_LOADED, job["source_uri"], (), job["chunk_count"] or 0)
-    if _is_live(conn, job, lease_seconds) or not _take_over(conn, job, flow_run_id):
-        return Registration(job_id, Action.IN_PROGRESS, job["source_uri"], (), job["chunk_count"] or 0)
-    return Registration(job_id, Action.RESUME, job["source_uri"], _pending_chunks(conn, job_id),
-                        job["chunk_count"] or 0)
+        return Registration(job_id, Action.ALREADY_LOADED, job["source_uri"], (), count)
+    if job["status"] == REJECTED_FILE:
+        return Registration(job_id, Action.REJECTED, job["source_uri"], (), count)
+    ours = flow_run_id is not None and job["flow_run_id"] == flow_run_id  # this run registered it (a retry)
+    live = _is_live(conn, job, lease_seconds) and not holder_dead and not ours
+    if live or not _take_over(conn, job, flow_run_id, owner):
+        fresh = _get_job(conn, job_id) if not live else job  # who won the takeover, if we lost it
+        return Registration(job_id, Action.IN_PROGRESS, job["source_uri"], (), count, holder_of(fresh or job))
+    return Registration(job_id, Action.RESUME, job["source_uri"], _pending_chunks(conn, job_id), count)
 
 
 def _get_job(conn: Connection, job_id: int) -> sa.RowMapping | None:
@@ -172,17 +234,38 @@ def register_job(
     job_id: int | None = None,
     flow_run_id: str | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    owner: Owner | None = None,
+    holder_is_dead: Callable[[Holder], bool] | None = None,
 ) -> Registration:
     """Register (or find) the job for a staged file and say what this run must load.
 
     ``job_id`` names a pre-registered job (e.g. by the webhook) or an unfinished job to resume.
-    ``force`` loads the content again as a new job even if a completed job already loaded it.
-    A run whose job is held by another live run (heartbeat younger than ``lease_seconds``) gets
-    ``IN_PROGRESS``; a failed job, or one whose run stopped heart-beating, is resumed.
+    ``force`` loads the content again as a new job even if a completed (or refused) job already loaded it.
+    A job held by another run is taken over when that run stopped heart-beating for ``lease_seconds``,
+    or at once when ``holder_is_dead(holder)`` proves it dead (e.g. its process is gone: ``lease``);
+    otherwise the answer is ``IN_PROGRESS`` with the ``holder``. ``owner`` is this run's process, recorded
+    on the job so that the next run can tell whether it is alive. A failed job is resumed.
     """
+    registration = _register(engine, staged, force=force, job_id=job_id, flow_run_id=flow_run_id,
+                             lease_seconds=lease_seconds, owner=owner)
+    holder = registration.holder
+    if registration.action != Action.IN_PROGRESS or holder is None or holder_is_dead is None \
+            or not holder_is_dead(holder):
+        return registration
+    with engine.begin() as conn:  # the holder is dead: take over, unless another run did since we looked
+        job = _get_job(conn, registration.job_id)
+        assert job is not None
+        return _decide_for_existing(conn, job, flow_run_id, lease_seconds, owner,
+                                    holder_dead=int(job["runs"]) == holder.runs)
+
+
+def _register(
+    engine: Engine, staged: StagedFile, *, force: bool, job_id: int | None, flow_run_id: str | None,
+    lease_seconds: float, owner: Owner | None,
+) -> Registration:
     if job_id is not None:
         return _register_existing(engine, staged, job_id, force=force, flow_run_id=flow_run_id,
-                                  lease_seconds=lease_seconds)
+                                  lease_seconds=lease_seconds, owner=owner)
     for _attempt in range(3):
         try:
             with engine.begin() as conn:
@@ -190,17 +273,17 @@ def register_job(
                     sa.select(ingest_file_claims.c.job_id).where(ingest_file_claims.c.sha256 == staged.sha256)
                 ).scalar_one_or_none()
                 if claim is None:
-                    new_id = _insert_job(conn, staged, flow_run_id)
+                    new_id = _insert_job(conn, staged, flow_run_id, owner)
                     conn.execute(ingest_file_claims.insert().values(sha256=staged.sha256, job_id=new_id))
                     return Registration(new_id, Action.LOAD, staged.uri, staged.chunks, len(staged.chunks))
                 if force:
-                    new_id = _insert_job(conn, staged, flow_run_id)
+                    new_id = _insert_job(conn, staged, flow_run_id, owner)
                     conn.execute(ingest_file_claims.update().where(ingest_file_claims.c.sha256 == staged.sha256)
                                  .values(job_id=new_id, claimed_at=utcnow()))
                     return Registration(new_id, Action.LOAD, staged.uri, staged.chunks, len(staged.chunks))
                 job = _get_job(conn, claim)
                 assert job is not None  # foreign key
-                return _decide_for_existing(conn, job, flow_run_id, lease_seconds)
+                return _decide_for_existing(conn, job, flow_run_id, lease_seconds, owner)
         except IntegrityError:
             # Another run claimed this content between our read and our insert: decide again.
             continue
@@ -208,7 +291,8 @@ def register_job(
 
 
 def _register_existing(
-    engine: Engine, staged: StagedFile, job_id: int, *, force: bool, flow_run_id: str | None, lease_seconds: float
+    engine: Engine, staged: StagedFile, job_id: int, *, force: bool, flow_run_id: str | None, lease_seconds: float,
+    owner: Owner | None,
 ) -> Registration:
     with engine.begin() as conn:
         job = _get_job(conn, job_id)
@@ -223,7 +307,7 @@ def _register_existing(
         if has_chunks:
             if job["status"] in DONE_STATUSES and not force:
                 return Registration(job_id, Action.ALREADY_LOADED, job["source_uri"], (), job["chunk_count"] or 0)
-            return _decide_for_existing(conn, job, flow_run_id, lease_seconds)
+            return _decide_for_existing(conn, job, flow_run_id, lease_seconds, owner)
         # A pre-registered job (status pending, no chunks yet): this run plans and owns it, unless the
         # same content is already claimed by another job.
         claim = conn.execute(
@@ -235,12 +319,12 @@ def _register_existing(
                 error=f"same content as job {claim}"))
             other = _get_job(conn, claim)
             assert other is not None
-            return _decide_for_existing(conn, other, flow_run_id, lease_seconds)
+            return _decide_for_existing(conn, other, flow_run_id, lease_seconds, owner)
         conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(
             source_uri=staged.uri, file_name=staged.name, size_bytes=staged.size, sha256=staged.sha256,
             status="running", chunk_size=staged.chunk_size, chunk_count=len(staged.chunks),
-            total_lines=staged.total_lines, flow_run_id=flow_run_id, started_at=utcnow(), heartbeat_at=utcnow(),
-            runs=1))
+            total_lines=staged.total_lines, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
+            **_owned_by(owner, flow_run_id)))
         _insert_chunks(conn, job_id, staged.chunks)
         if claim is None:
             conn.execute(ingest_file_claims.insert().values(sha256=staged.sha256, job_id=job_id))
@@ -248,6 +332,30 @@ def _register_existing(
             conn.execute(ingest_file_claims.update().where(ingest_file_claims.c.sha256 == staged.sha256)
                          .values(job_id=job_id, claimed_at=utcnow()))
         return Registration(job_id, Action.LOAD, staged.uri, staged.chunks, len(staged.chunks))
+
+
+def holder(engine: Engine, job_id: int) -> Holder | None:
+    """Who holds ``job_id`` if it is running (None if it is not, or does not exist)."""
+    with engine.connect() as conn:
+        job = _get_job(conn, job_id)
+    return holder_of(job) if job is not None and job["status"] == "running" else None
+
+
+def wait_for_job(
+    engine: Engine, job_id: int, *, lease_seconds: float, holder_is_dead: Callable[[Holder], bool],
+    poll_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+) -> JobSummary | None:
+    """Wait while another run holds ``job_id``: its summary once it is no longer running, or None as soon
+    as its holder is provably dead or stopped heart-beating for ``lease_seconds`` (take it over then)."""
+    while True:
+        current = holder(engine, job_id)
+        if current is None:
+            return get_job(engine, job_id)
+        beat = current.heartbeat_at
+        if beat is None or (utcnow() - beat.replace(tzinfo=None)).total_seconds() >= lease_seconds \
+                or holder_is_dead(current):
+            return None
+        sleep(poll_seconds)
 
 
 def create_pending_job(engine: Engine, source_uri: str, file_name: str) -> int:
@@ -265,8 +373,13 @@ def fail_job(engine: Engine, job_id: int, error: str) -> None:
                      .values(status="failed", error=error[:4000], finished_at=utcnow()))
 
 
-def finalize_job(engine: Engine, job_id: int) -> JobSummary:
-    """Sum the committed chunks into the job row and set its final status."""
+def finalize_job(engine: Engine, job_id: int, policy: RejectPolicy | None = None) -> JobSummary:
+    """Sum the committed chunks into the job row and set its final status.
+
+    A job whose chunks are all committed but whose rejected share exceeds ``policy.max_ratio`` ends
+    ``rejected_file`` (its ``clientes`` rows removed, see ``rejection``); a job refused early stays so.
+    """
+    policy = policy or RejectPolicy()
     c = ingest_chunks.c
     done = sa.case((c.status == "done", 1), else_=0)
     with engine.begin() as conn:
@@ -287,7 +400,15 @@ def finalize_job(engine: Engine, job_id: int) -> JobSummary:
         job = _get_job(conn, job_id)
         if job is None:
             raise JobError(f"job {job_id} does not exist")
-        if agg.done == agg.chunks:
+        rows = agg.rows
+        tally = Tally(agg.lines, agg.blank, agg.rejects, rejection.reason_counts(conn, job_id))
+        if job["status"] == REJECTED_FILE:
+            status, error, rows = REJECTED_FILE, job["error"], 0
+        elif agg.done == agg.chunks and final_verdict(policy, tally):
+            status, rows = REJECTED_FILE, 0
+            error = describe(policy, tally, file_lines=agg.lines, early=False)
+            rejection.remove_rows(conn, job_id)
+        elif agg.done == agg.chunks:
             status, error = ("completed_with_rejects" if agg.rejects else "completed"), None
         else:
             status = "failed"
@@ -298,17 +419,14 @@ def finalize_job(engine: Engine, job_id: int) -> JobSummary:
         started = job["started_at"]
         duration = (now - started.replace(tzinfo=None)).total_seconds() if started is not None else None
         conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(
-            status=status, rows_loaded=agg.rows, rows_rejected=agg.rejects, blank_lines=agg.blank,
+            status=status, rows_loaded=rows, rows_rejected=agg.rejects, blank_lines=agg.blank,
             total_lines=agg.lines, peak_rss_bytes=agg.rss, finished_at=utcnow(), duration_s=duration, error=error))
     return get_job(engine, job_id)
 
 
 def rejects_by_reason(conn: Connection, job_id: int) -> dict[str, int]:
-    rows = conn.execute(
-        sa.select(ingest_rejects.c.reason, sa.func.count()).where(ingest_rejects.c.job_id == job_id)
-        .group_by(ingest_rejects.c.reason).order_by(sa.func.count().desc())
-    )
-    return {reason: int(count) for reason, count in rows}
+    """Rejects per reason, most frequent first; exact even when the stored-rejects cap kept some out."""
+    return rejection.reason_counts(conn, job_id)
 
 
 def _summary(conn: Connection, job: sa.RowMapping) -> JobSummary:
@@ -322,6 +440,9 @@ def _summary(conn: Connection, job: sa.RowMapping) -> JobSummary:
         rows_loaded=job["rows_loaded"] or 0, rows_rejected=job["rows_rejected"] or 0,
         duration_s=job["duration_s"], peak_rss_bytes=job["peak_rss_bytes"], error=job["error"],
         rejects_by_reason=rejects_by_reason(conn, int(job["id"])),
+        rejects_not_stored=rejection.not_stored(conn, int(job["id"])), owner_host=job["owner_host"],
+        owner_pid=job["owner_pid"], owner_since=job["owner_since"], flow_run_id=job["flow_run_id"],
+        heartbeat_at=job["heartbeat_at"],
     )
 
 

@@ -16,13 +16,16 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from clientes_ingest import progress
+from clientes_ingest import progress, rejection
 from clientes_ingest.chunks import ChunkSpec, LineBlock, LongLine, iter_line_blocks
 from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
+from clientes_ingest.guard import RejectPolicy, Tally, describe, early_verdict
 from clientes_ingest.parser import parse_block
+from clientes_ingest.rejection import REJECTED_FILE
 from clientes_ingest.results import ChunkResult, peak_rss_bytes
 from clientes_ingest.rules import VALID_SCHEMA, ParsedBlock, empty_table, make_reject
 from clientes_ingest.storage import Storage
@@ -105,16 +108,40 @@ def lock_chunk(job_id: int, chunk_no: int) -> sa.Select[tuple[str]]:
             .with_hint(ingest_chunks, "WITH (UPDLOCK, ROWLOCK)", "mssql"))
 
 
-def _start_attempt(engine: Engine, job_id: int, chunk_no: int) -> bool:
-    """Count an attempt and beat the job's heartbeat; False if the chunk is already committed."""
+def _start_attempt(engine: Engine, job_id: int, chunk_no: int) -> str:
+    """Count an attempt and beat the job's heartbeat: ``start``; ``done`` if the chunk is already committed,
+    ``stopped`` if its job was refused (``rejected_file``) and nothing more of it may load."""
     c = ingest_chunks.c
     with engine.begin() as conn:
+        status = conn.execute(sa.select(ingest_jobs.c.status).where(ingest_jobs.c.id == job_id)).scalar()
+        if status == REJECTED_FILE:
+            return "stopped"
         result = conn.execute(
             ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk_no, c.status != "done")
             .values(attempts=c.attempts + 1, status="running", started_at=utcnow(), error=None)
         )
         conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(heartbeat_at=utcnow()))
-        return result.rowcount == 1
+        return "start" if result.rowcount == 1 else "done"
+
+
+class _Stop(Exception):  # noqa: N818 - control flow inside load_chunk, never escapes it
+    """The chunk must not commit: its job was refused (by this chunk's verdict, or another's)."""
+
+    def __init__(self, verdict: str | None = None) -> None:
+        super().__init__(verdict)
+        self.verdict = verdict
+
+
+def _reasons(rejects: Any) -> dict[str, int]:
+    if rejects.num_rows == 0:
+        return {}
+    counts = pc.value_counts(rejects.column("reason"))
+    return {str(item["values"].as_py()): int(item["counts"].as_py()) for item in counts}
+
+
+def _add(total: dict[str, int], more: dict[str, int]) -> None:
+    for reason, count in more.items():
+        total[reason] = total.get(reason, 0) + count
 
 
 def _record_failure(engine: Engine, job_id: int, chunk_no: int, error: str) -> None:
@@ -136,6 +163,17 @@ def _skipped(engine: Engine, job_id: int, chunk: ChunkSpec) -> ChunkResult:
                        row["blank_lines"] or 0, 0.0, peak_rss_bytes(), 0.0)
 
 
+def _stopped(engine: Engine, job_id: int, chunk: ChunkSpec, verdict: str | None) -> ChunkResult:
+    """This chunk loaded nothing because its job is refused; refuse it here if this chunk's verdict did."""
+    if verdict is not None:
+        rejection.reject_file(engine, job_id, verdict)
+    c = ingest_chunks.c
+    with engine.begin() as conn:  # it may be loaded later only by a new job (--force), never by this one
+        conn.execute(ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk.index, c.status != "done")
+                     .values(status="pending", finished_at=utcnow()))
+    return ChunkResult(job_id, chunk.index, True, 0, 0, 0, 0, 0.0, peak_rss_bytes(), 0.0, stopped=True)
+
+
 def load_chunk(
     db: Database,
     storage: Storage,
@@ -145,16 +183,28 @@ def load_chunk(
     *,
     block_size: int,
     max_line_bytes: int,
+    policy: RejectPolicy | None = None,
 ) -> ChunkResult:
-    """Load one chunk exactly once (see the module docstring); re-raises any failure after recording it."""
+    """Load one chunk exactly once (see the module docstring); re-raises any failure after recording it.
+
+    ``policy`` (default ``RejectPolicy()``): after each block the job's tally so far (committed chunks plus
+    this chunk) is judged by ``guard.early_verdict``; a file judged garbage is refused (``rejected_file``)
+    and this chunk rolls back. At most ``policy.max_stored`` rejects of the job are stored; all are counted.
+    """
+    policy = policy or RejectPolicy()
     engine = db.engine
     started, cpu_start = time.perf_counter(), time.thread_time()
-    if not _start_attempt(engine, job_id, chunk.index):
+    attempt = _start_attempt(engine, job_id, chunk.index)
+    if attempt == "stopped":
+        return _stopped(engine, job_id, chunk, None)
+    if attempt == "done":
         progress.emit("load", chunk.end - chunk.start)
         return _skipped(engine, job_id, chunk)
     writer = writer_for(db.dialect, db.writer)
     c = ingest_chunks.c
-    rows = rejects = blank = lines = 0
+    rows = rejects = blank = lines = stored = 0
+    reasons: dict[str, int] = {}
+    stored_reasons: dict[str, int] = {}
     blocks: _Prefetch[tuple[ParsedBlock, int]] | None = None
     try:
         with engine.begin() as conn:
@@ -162,25 +212,46 @@ def load_chunk(
             if status == "done":  # another run committed it while we waited for the lock
                 progress.emit("load", chunk.end - chunk.start)
                 return _skipped(engine, job_id, chunk)
+            before, file_lines, stored_before = rejection.committed_tally(conn, job_id)
+            room = max(policy.max_stored - stored_before, 0)
             pieces = storage.iter_range(uri, chunk.start, chunk.end, block_size)
             blocks = _Prefetch(parse_chunk(pieces, chunk, block_size=block_size, max_line_bytes=max_line_bytes))
             for parsed, nbytes in blocks:
                 rows += writer.write_rows(conn, job_id, parsed.valid)
-                rejects += writer.write_rejects(conn, job_id, chunk.index, parsed.rejects)
+                block_reasons = _reasons(parsed.rejects)
+                _add(reasons, block_reasons)
+                keep = parsed.rejects if parsed.rejects.num_rows <= room - stored else parsed.rejects.slice(
+                    0, max(room - stored, 0))
+                stored += writer.write_rejects(conn, job_id, chunk.index, keep)
+                _add(stored_reasons, block_reasons if keep is parsed.rejects else _reasons(keep))
+                rejects += parsed.rejects.num_rows
                 blank += parsed.blank_lines
                 lines += parsed.lines
                 progress.emit("load", nbytes)
+                seen = before.plus(Tally(lines, blank, rejects))
+                if early_verdict(policy, seen, file_lines):
+                    committed = rejection.reason_counts(conn, job_id)
+                    _add(committed, reasons)
+                    raise _Stop(describe(policy, Tally(seen.lines, seen.blank, seen.rejected, committed),
+                                         file_lines=file_lines, early=True))
             blocks.close()  # joins the parse thread, so its CPU time is final
             if lines != chunk.line_count:
                 raise ChunkIntegrityError(
                     f"chunk {chunk.index} of job {job_id} has {lines} lines, its plan says {chunk.line_count}: "
                     f"{uri} changed after it was planned; load it again as a new job (force=True)")
+            if not rejection.hold_job(conn, job_id):
+                raise _Stop()  # the job was refused (or finalized) while this chunk loaded
+            span = (chunk.first_line, chunk.first_line + chunk.line_count - 1)
+            rejection.record_chunk_rejects(conn, job_id, chunk.index, span, reasons, stored_reasons,
+                                           policy.max_stored)
             duration = time.perf_counter() - started
             cpu = time.thread_time() - cpu_start + blocks.cpu_seconds
             rss = peak_rss_bytes()
             conn.execute(ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk.index).values(
                 status="done", rows_loaded=rows, rows_rejected=rejects, blank_lines=blank, duration_s=duration,
                 peak_rss_bytes=rss, cpu_seconds=cpu, finished_at=utcnow(), error=None))
+    except _Stop as stop:
+        return _stopped(engine, job_id, chunk, stop.verdict)
     except BaseException as exc:
         _record_failure(engine, job_id, chunk.index, db.error_text(exc))
         raise

@@ -43,6 +43,8 @@ def summary_rows(summary: JobSummary) -> list[tuple[str, str]]:
         ("Lines", f"{summary.total_lines:,}"),
         ("Rows loaded", f"{summary.rows_loaded:,}"),
         ("Rows rejected", f"{summary.rows_rejected:,}"),
+    ] + ([("Rejects not stored", f"{summary.rejects_not_stored:,} counted but not stored (over "
+                                   f"CLIENTES_MAX_STORED_REJECTS)")] if summary.rejects_not_stored else []) + [
         ("Blank lines", f"{summary.blank_lines:,}"),
         ("Chunks", f"{summary.chunks_done}/{summary.chunk_count}"),
         ("Duration", "-" if summary.duration_s is None else f"{summary.duration_s:.1f} s"),

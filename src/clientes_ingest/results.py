@@ -14,7 +14,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """One chunk's outcome: skipped if an earlier run had committed it; its counts, time, memory and CPU."""
+    """One chunk's outcome: skipped if an earlier run had committed it; its counts, time, memory and CPU.
+
+    ``stopped``: nothing was loaded because the job was refused (``rejected_file``).
+    """
 
     job_id: int
     chunk_no: int
@@ -26,6 +29,7 @@ class ChunkResult:
     duration_s: float
     peak_rss_bytes: int
     cpu_seconds: float
+    stopped: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clientes_ingest.guard import RejectPolicy
+
 DEFAULT_DB_URL = "sqlite:///./clientes.db"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -75,6 +77,12 @@ class Settings(BaseSettings):
         default="thread", description="subprocess: each chunk loads in a lean child process without Prefect")
     job_lease_seconds: float = Field(
         default=900, gt=0, description="a 'running' job whose heartbeat is older than this is resumed by a new run")
+    max_reject_ratio: float = Field(
+        default=0.5, ge=0, le=1, description="a job whose rejected share of non-blank lines exceeds this ends "
+        "rejected_file (failed, no row kept); 1 turns the guard off (docs/reliability.md)")
+    max_stored_rejects: int = Field(
+        default=10_000_000, ge=0, description="reject rows stored per job; rejects beyond it are counted (exactly) "
+        "but not stored")
     # Database writers across ALL flow runs (files, pods): each chunk holds one slot of this Prefect global
     # concurrency limit for its whole load (docs/concurrency.md). "" disables it; a name with no limit
     # behind it loads without a limit and logs a warning once per process.
@@ -121,6 +129,11 @@ class Settings(BaseSettings):
     @classmethod
     def _sizes(cls, value: str | int) -> int:
         return parse_size(value)
+
+
+def reject_policy(settings: Settings) -> RejectPolicy:
+    """The reject guard of a run (``max_reject_ratio``, ``max_stored_rejects``)."""
+    return RejectPolicy(max_ratio=settings.max_reject_ratio, max_stored=settings.max_stored_rejects)
 
 
 def load_settings(**overrides: object) -> Settings:

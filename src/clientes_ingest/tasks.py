@@ -31,7 +31,8 @@ from prefect.context import TaskRunContext
 from clientes_ingest import jobs, lease, progress, report, staging
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
-from clientes_ingest.settings import Settings, load_settings
+from clientes_ingest.guard import RejectPolicy
+from clientes_ingest.settings import Settings, load_settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.storage import LocalStorage, Storage
 
@@ -93,10 +94,39 @@ def register_job(
     db: Database, staged: jobs.StagedFile, force: bool, job_id: int | None, flow_run_id: str | None,
     lease_seconds: float,
 ) -> jobs.Registration:
-    """Create the schema if missing, then register (or find) the job and its chunks."""
+    """Create the schema if missing, then register (or find) the job and its chunks.
+
+    This process is recorded as the job's owner; a job held by a provably dead run (``holder_is_dead``)
+    is taken over at once.
+    """
     db.ensure_schema()
     return jobs.register_job(db.engine, staged, force=force, job_id=job_id, flow_run_id=flow_run_id,
-                             lease_seconds=lease_seconds)
+                             lease_seconds=lease_seconds, owner=lease.this_process(), holder_is_dead=holder_is_dead)
+
+
+def holder_is_dead(holder: jobs.Holder) -> bool:
+    """Whether the run holding a job is provably gone: its process on this host is (``lease``), or its
+    Prefect flow run is in a final state (completed, failed, cancelled, crashed). Unknown counts as alive."""
+    if lease.process_is_dead(holder.host, holder.pid, holder.started):
+        return True
+    return flow_run_ended(holder.flow_run_id)
+
+
+def flow_run_ended(flow_run_id: str | None) -> bool:
+    """True if the Prefect API knows this flow run and its state is final; False if not, or unreachable."""
+    if not flow_run_id:
+        return False
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+    except Exception as exc:  # not found (another API), API down: nothing is proved
+        logging.getLogger(__name__).debug("flow run %s: state unknown (%s)", flow_run_id, exc)
+        return False
+    return state is not None and state.is_final()
 
 
 @contextmanager
@@ -165,14 +195,16 @@ def _report_missing(logger: logging.Logger | logging.LoggerAdapter[logging.Logge
       cache_policy=NO_CACHE, task_run_name="process-chunk-{chunk.index}")
 def process_chunk(
     db: Database, storage: Storage, job_id: int, uri: str, chunk: ChunkSpec, block_size: int, max_line_bytes: int,
-    isolation: str = "thread", db_write_limit: str | None = None,
+    isolation: str = "thread", db_write_limit: str | None = None, policy: RejectPolicy | None = None,
 ) -> loader.ChunkResult:
     """Load one chunk's rows and rejects and mark it done, all in one transaction (here, or in a child).
 
     The load holds a slot of ``db_write_limit`` (default: ``CLIENTES_DB_WRITE_LIMIT``) throughout.
+    ``policy``: the reject guard (default: ``CLIENTES_MAX_REJECT_RATIO``, ``CLIENTES_MAX_STORED_REJECTS``).
     """
     settings = load_settings()
     limit = settings.db_write_limit if db_write_limit is None else db_write_limit.strip()
+    policy = policy or reject_policy(settings)
     # While it waits for a slot and loads, the chunk keeps its job's lease: a run waiting its turn is alive.
     with lease.keep_alive(db.engine, job_id, settings.job_lease_seconds / LEASE_BEATS), \
             db_write_slot(limit, chunk.index):
@@ -180,13 +212,16 @@ def process_chunk(
             from clientes_ingest import chunk_worker
 
             result = chunk_worker.run_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
-                                            max_line_bytes=max_line_bytes)
+                                            max_line_bytes=max_line_bytes, policy=policy)
             progress.emit("load", chunk.end - chunk.start)  # the child's own events do not reach this process
         else:
             from clientes_ingest import loader
 
             result = loader.load_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
-                                       max_line_bytes=max_line_bytes)
+                                       max_line_bytes=max_line_bytes, policy=policy)
+    if result.stopped:
+        get_run_logger().info("chunk %d: not loaded, job %d was refused (rejected_file)", chunk.index, job_id)
+        return result
     get_run_logger().info("chunk %d: %s %d rows, %d rejects in %.1fs", chunk.index,
                           "skipped (already committed)," if result.skipped else "loaded", result.rows_loaded,
                           result.rows_rejected, result.duration_s)
@@ -194,9 +229,9 @@ def process_chunk(
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
-def finalize_job(db: Database, job_id: int) -> jobs.JobSummary:
-    """Sum committed chunks into the job and set its final status."""
-    return jobs.finalize_job(db.engine, job_id)
+def finalize_job(db: Database, job_id: int, policy: RejectPolicy | None = None) -> jobs.JobSummary:
+    """Sum committed chunks into the job and set its final status (``rejected_file`` past the guard)."""
+    return jobs.finalize_job(db.engine, job_id, policy)
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.garbage import random_bytes
 
 from clientes_ingest.cli import main
 from clientes_ingest.db import Database
@@ -86,6 +87,21 @@ def test_jobs_command_shows_counts_per_reason_and_chunk(
     assert main(["jobs", "--db", sqlite_url, "--rejects", "5"]) == 0
     assert "CLIENTES_IN_0425.dat" in capsys.readouterr().out
     assert main(["jobs", "7", "--db", sqlite_url]) == 2
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_refuses_a_garbage_file_with_exit_1(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    garbage = random_bytes(tmp_path / "CLIENTES_IN_0425.dat")
+    args = ["run", str(garbage), "--db", sqlite_url, "--storage-root", str(tmp_path / "st"), "--quiet"]
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert "error: job 1 rejected_file: " in err and "non-blank lines rejected, above the limit of 50%" in err
+    assert "top reasons: encoding" in err and "rejected_file" in out  # the summary table shows the status
+    assert main(args) == 1  # the same bytes again: refused, never reported as loaded
+    assert "job 1 refused this content" in capsys.readouterr().err
+    assert get_job(Database(sqlite_url).engine, 1).rows_loaded == 0
 
 
 @pytest.mark.slow

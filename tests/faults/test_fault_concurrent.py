@@ -1,10 +1,13 @@
 """Fault 5: two runs of the same file started at the same time, as two real processes that share
 nothing but the database (each has its own storage directory): the claim on the file's content in
-``ingest_file_claims`` lets exactly one register and load; the other returns without loading.
+``ingest_file_claims`` lets exactly one register and load; the other finds the job held by a live run
+and exits 4 (not 0: the file is not loaded yet when it returns) without loading.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,14 +16,14 @@ import sqlalchemy as sa
 from faultkit import Child, Reference, children, cli_args, jobs_table, query, wait_until
 from support.loading import rejects, rows
 
-from clientes_ingest import cli, jobs
+from clientes_ingest import cli, jobs, lease
 from clientes_ingest.db import Database
 from clientes_ingest.staging import stage_source
 from clientes_ingest.storage import LocalStorage
 
 pytestmark = [pytest.mark.postgres, pytest.mark.system]
 
-LOADING_ELSEWHERE = "is loading this file in another run; nothing to do"
+LOADING_ELSEWHERE = "is being loaded by another run that may be alive"
 
 
 @pytest.mark.timeout(180)
@@ -41,13 +44,15 @@ def test_two_concurrent_runs_of_one_file_load_it_once(
         hold.rollback()
         for child in started:
             child.wait(timeout=120)
-        outputs = [child.stdout() for child in started]
+        outputs = [child.stderr() for child in started]
     blocker.dispose()
 
     loaders = [c for c, out in zip(started, outputs, strict=True) if LOADING_ELSEWHERE not in out]
     waiters = [c for c, out in zip(started, outputs, strict=True) if LOADING_ELSEWHERE in out]
     assert len(loaders) == 1 and len(waiters) == 1, "\n".join(c.output() for c in started)
     assert loaders[0].proc.returncode == 0, loaders[0].output()
+    assert waiters[0].proc.returncode == cli.common.EXIT_HELD == 4, waiters[0].output()
+    assert f"pid {loaders[0].pid} on host " in waiters[0].stderr(), waiters[0].output()
 
     ((job_id, status, loaded, rejected, _),) = jobs_table(url)  # one job, not two
     assert (status, loaded, rejected) == ("completed_with_rejects", len(reference.rows), len(reference.rejects))
@@ -59,15 +64,19 @@ def test_two_concurrent_runs_of_one_file_load_it_once(
     assert rejects(db) == reference.rejects
 
 
-def test_a_run_that_finds_the_file_loading_elsewhere_exits_0(
+def test_a_run_that_finds_the_file_held_by_a_live_run_exits_4_naming_it(
     prefect_harness: None, pg_url: str, sample_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for name in ("CLIENTES_DB_URL", "CLIENTES_STORAGE_ROOT", "PREFECT_LOGGING_LEVEL"):
         monkeypatch.setenv(name, "")  # restored after the test: cmd_run sets them
     staged = stage_source(str(sample_file), LocalStorage(tmp_path / "other-run"), 1 << 20)
-    holder = jobs.register_job(Database(pg_url).engine, staged)  # a live run holds this content
+    # A live run (this very process, as its owner) holds this content.
+    holder = jobs.register_job(Database(pg_url).engine, staged, owner=lease.this_process())
     code = cli.main(["run", str(sample_file), "--db", pg_url, "--quiet", "--storage-root", str(tmp_path / "s")])
-    assert LOADING_ELSEWHERE in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert LOADING_ELSEWHERE in err
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in err and " since 20" in err
+    assert "--wait" in err
     assert jobs_table(pg_url)[0][:2] == (holder.job_id, "running")
-    assert code == 0
+    assert code == 4

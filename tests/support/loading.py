@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from clientes_ingest import jobs, loader, staging
 from clientes_ingest.db import Database, clientes, ingest_jobs, ingest_rejects, utcnow
+from clientes_ingest.guard import RejectPolicy
 from clientes_ingest.storage import LocalStorage, Storage
 
 
@@ -19,7 +20,7 @@ def stage(path: Path, storage: Storage, chunk_size: int) -> jobs.StagedFile:
 
 def load_file(
     db: Database, path: Path, storage_root: Path, *, chunk_size: int = 1 << 20, block_size: int = 1 << 16,
-    max_line_bytes: int = 1 << 20, force: bool = False,
+    max_line_bytes: int = 1 << 20, force: bool = False, policy: RejectPolicy | None = None,
 ) -> jobs.Registration:
     """The flow's steps, called directly: stage, register, load every pending chunk, finalize."""
     db.ensure_schema()
@@ -28,8 +29,8 @@ def load_file(
     registration = jobs.register_job(db.engine, staged, force=force)
     for chunk in registration.pending:
         loader.load_chunk(db, storage, registration.job_id, registration.uri, chunk, block_size=block_size,
-                          max_line_bytes=max_line_bytes)
-    jobs.finalize_job(db.engine, registration.job_id)
+                          max_line_bytes=max_line_bytes, policy=policy)
+    jobs.finalize_job(db.engine, registration.job_id, policy)
     return registration
 
 

@@ -1,8 +1,10 @@
 """The ``clientes-ingest`` command: generate test files, run the ingest flow, resume abandoned jobs,
 inspect jobs, print or apply the schema, provision AWS resources and register blocks.
 
-Exit codes: 0 success (rejected lines are not failures), 1 the job failed, 2 bad input or usage,
-3 the database is unreachable. Errors are one line on stderr and never contain a password.
+Exit codes: 0 success (rejected lines are not failures), 1 the job failed (or its file was refused as
+``rejected_file``), 2 bad input or usage, 3 the database is unreachable, 4 (``run``) the file's job is held
+by another run that may be alive (``--wait`` waits for it instead). Errors are one line on stderr and
+never contain a password.
 Requires: nothing beyond the package; ``run`` and ``recover`` use Prefect's ephemeral API unless
 PREFECT_API_URL is set.
 """

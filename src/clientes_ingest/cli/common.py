@@ -9,7 +9,7 @@ from typing import Any
 
 from clientes_ingest.settings import DEFAULT_DB_URL
 
-EXIT_FAILED, EXIT_USAGE, EXIT_DB = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_DB, EXIT_HELD = 1, 2, 3, 4
 
 
 class CliError(Exception):

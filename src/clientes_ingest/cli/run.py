@@ -1,4 +1,13 @@
-"""The ``run`` command: ingest one file through the flow in this process (ephemeral API by default)."""
+"""The ``run`` command: ingest one file through the flow in this process (ephemeral API by default).
+
+Exit codes: 0 the file is loaded (now, or already by an earlier job); 1 the job failed or its file was
+refused (``rejected_file``); 2 bad input; 3 database unreachable; 4 the file's job is held by another
+run that may be alive (its process on this host exists, or its flow run has not ended, and its
+heartbeat is within the lease): the message says who holds it and since when. A holder that is provably
+dead (same host and its pid gone or reused, or its flow run ended) is taken over at once instead.
+``--wait`` waits for the holder to finish and exits by the job's outcome (or takes the job over if the
+holder dies meanwhile).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,7 @@ from typing import Any
 
 from clientes_ingest.cli.common import (
     EXIT_FAILED,
+    EXIT_HELD,
     CliError,
     database,
     flow_environment,
@@ -33,10 +43,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     db = database(args)
     flow_environment(args)
     summary = _run_flow(args, db)
+    while summary.get("action") == "in_progress" and args.wait:
+        finished = _wait_for_holder(db, summary["job_id"])
+        summary = finished.as_dict() if finished is not None else _run_flow(args, db)  # None: take it over
+    if summary.get("action") == "in_progress":
+        print(f"error: job {summary['job_id']} ({Path(args.file).name}) is being loaded by another run that may "
+              f"be alive: {summary['holder']}; not loading it twice. Use --wait to wait for it and exit by its "
+              f"outcome", file=sys.stderr)
+        return EXIT_HELD
     print_summary(summary)
-    if summary.get("action") in ("already_loaded", "in_progress"):
-        return 0  # nothing for this run to do: not a failure
+    if summary.get("action") == "already_loaded":
+        return 0  # loaded by an earlier job: nothing for this run to do, not a failure
     return 0 if summary["status"] in ("completed", "completed_with_rejects") else EXIT_FAILED
+
+
+def _wait_for_holder(db: Any, job_id: int) -> Any:
+    """The job's summary once its holder finishes it; None if the holder died (the caller takes it over)."""
+    from clientes_ingest import jobs
+    from clientes_ingest.settings import load_settings
+    from clientes_ingest.tasks import holder_is_dead
+
+    holder = jobs.holder(db.engine, job_id)
+    if holder is not None:
+        print(f"job {job_id} is being loaded by {holder.describe()}; waiting for it to finish", file=sys.stderr)
+    return jobs.wait_for_job(db.engine, job_id, lease_seconds=load_settings().job_lease_seconds,
+                             holder_is_dead=holder_is_dead)
 
 
 def _run_flow(args: argparse.Namespace, db: Any) -> dict[str, Any]:
@@ -70,7 +101,10 @@ def _run_flow(args: argparse.Namespace, db: Any) -> dict[str, Any]:
         print(f"{Path(args.file).name} was already loaded by job {result['job_id']}; nothing to do "
               f"(use --force to load it again)")
     elif result.get("action") == "in_progress":
-        print(f"job {result['job_id']} is loading this file in another run; nothing to do")
+        from clientes_ingest.jobs import holder
+
+        current = holder(db.engine, result["job_id"])
+        result["holder"] = current.describe() if current is not None else "a run that has just finished"
     return result
 
 
@@ -84,6 +118,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--force", action="store_true", help="load again a file whose content was already loaded")
     run.add_argument("--job-id", type=int, help="resume this job (or load into this pre-registered job)")
     run.add_argument("--storage-root", help="local storage directory (default ./.clientes-ingest)")
+    run.add_argument("--wait", action="store_true", help="if another live run holds this file's job, wait for it "
+                     "to finish and exit by its outcome (default: exit 4 at once)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     run.set_defaults(func=cmd_run)
