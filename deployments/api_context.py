@@ -44,6 +44,10 @@ class ApiConfig(BaseSettings):
     max_upload_bytes: int = 8 * 1024**3
     max_json_bytes: int = Field(default=4096, ge=64)  # JSON bodies (POST /runs): a source URI fits in far less
     max_concurrent_uploads: int = Field(default=4, ge=1)
+    # Uploads beyond the concurrent ones wait for a slot, at most this many; more are refused with 503.
+    max_queued_uploads: int = Field(default=8, ge=0)
+    # A request body (upload or JSON) that sends nothing for this long is answered 408 and dropped.
+    body_idle_timeout: float = Field(default=30.0, gt=0)
     # GET /jobs... (rejects hold names and DNIs) need the token too; false is for a local dev API only,
     # and main() refuses it on an interface other than loopback.
     auth_reads: bool = True

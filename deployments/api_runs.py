@@ -25,12 +25,14 @@ from clientes_ingest import jobs
 from clientes_ingest.chunks import ChunkPlanner
 from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.storage import LocalStorage, StorageError
-from deployments.api_body import read_json
+from deployments.api_body import body_pieces, read_json
 from deployments.api_context import ApiContext, CamelModel, scrub
 from deployments.launch import LaunchError
 from deployments.upload import ENVELOPE_SLACK, ApiError, UploadReader, UploadTooLarge, upload_name
 
 logger = logging.getLogger("clientes_ingest.api")
+
+UPLOADS_FULL_RETRY_AFTER = 10  # seconds a client refused for a full upload queue is asked to wait
 
 
 class ProcessResponse(CamelModel):
@@ -100,13 +102,17 @@ def runs_router(ctx: ApiContext) -> APIRouter:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > config.max_upload_bytes + ENVELOPE_SLACK:
             raise UploadTooLarge(config.max_upload_bytes)
-        stream = request.stream().__aiter__()
+        admitted = config.max_concurrent_uploads + config.max_queued_uploads
+        if ctx.uploads_in_progress >= admitted:  # checked on the event loop: no race with the += below
+            raise ApiError(503, f"too many uploads in progress ({admitted})", "retry after the Retry-After seconds",
+                           headers={"Retry-After": str(UPLOADS_FULL_RETRY_AFTER), "Connection": "close"})
+        pieces = body_pieces(request, config.body_idle_timeout).__aiter__()
 
         async def next_chunk() -> bytes | None:
-            async for chunk in stream:
-                if chunk:
-                    return chunk
-            return None
+            try:
+                return await pieces.__anext__()
+            except StopAsyncIteration:
+                return None
 
         def pull() -> bytes | None:
             return anyio.from_thread.run(next_chunk)
@@ -142,7 +148,7 @@ def runs_router(ctx: ApiContext) -> APIRouter:
                      "application/json": {"schema": RunRequest.model_json_schema()}}}})
     async def runs(request: Request) -> JSONResponse:
         """Start a run for an object already in storage; the same object version always answers the same run."""
-        body = await read_json(request, RunRequest, config.max_json_bytes)
+        body = await read_json(request, RunRequest, config.max_json_bytes, config.body_idle_timeout)
         version, key = await anyio.to_thread.run_sync(_object_version, ctx, body.source)
         existing = await anyio.to_thread.run_sync(ctx.launcher.find, key)
         if existing is None:
