@@ -258,7 +258,8 @@ def test_a_failing_ready_does_not_reveal_the_database_user_or_host(
 def test_rejects_hold_personal_data_that_only_the_token_reads(
     client: TestClient, api_env: dict[str, Any], tmp_path: Path
 ) -> None:
-    lines = "Ana|Zuñiga|30111222|Activo|99/99/9999|true|\n".encode()
+    valid = "".join(f"Luis|Paz|{20_000_000 + i}|Activo|1/2/2020|true|false\n" for i in range(40))
+    lines = (valid + "Ana|Zuñiga|30111222|Activo|99/99/9999|true|\n").encode()  # under the reject-ratio guard
     accepted = client.post("/process", files=multipart("CLIENTES_IN_0425.dat", lines), headers=AUTH).json()
     db: Database = api_env["db"]
     from support.loading import load_file
