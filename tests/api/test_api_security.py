@@ -291,3 +291,22 @@ def test_runs_accept_only_allowed_buckets(
         accepted = client.post("/runs", json={"source": source}, headers=AUTH)
     assert accepted.status_code == 202, accepted.text
     assert [c["source"] for c in recorder.calls] == [source]
+
+
+def test_no_deployment_opens_the_reads(tmp_path: Path) -> None:
+    import yaml
+
+    from clientes_ingest.devtools.devstack import DevStack
+
+    repo = Path(__file__).resolve().parents[2]
+    texts = [p.read_text(encoding="utf-8") for p in (repo / "docker-compose.yml", repo / "prefect.yaml",
+                                                      *sorted((repo / "k8s").glob("*.yaml")))]
+    assert all("AUTH_READS" not in text for text in texts)
+    assert yaml.safe_load(texts[0])["x-clientes-env"]["CLIENTES_API_TOKEN"].startswith("${CLIENTES_API_TOKEN:?")
+    stack = DevStack(tmp_path / "state", project_dir=repo, base_env={"PATH": "/usr/bin:/bin"},
+                     prefect_port=0, api_port=0, trigger_port=0, moto_port=0)
+    try:
+        stack.prepare()
+        assert "CLIENTES_API_AUTH_READS" not in stack.env and len(stack.env["CLIENTES_API_TOKEN"]) >= 24
+    finally:
+        stack.stop()
