@@ -18,14 +18,17 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
-# Metadata first so the dependency layer is cached until pyproject.toml changes.
+# The pinned, hashed dependencies first (.ci/lock generates requirements.lock from pyproject.toml):
+# this layer is cached until the lock changes, and every build installs the same bytes.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
+# Then the project itself, without resolving anything again.
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY flows ./flows
 COPY blocks ./blocks
 COPY deployments ./deployments
-RUN pip install --upgrade pip setuptools wheel \
- && pip install .
+RUN pip install --no-deps .
 
 # -------------------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime

@@ -114,7 +114,20 @@ def test_build_stage_installs_the_whole_project() -> None:
     package_dirs = set(pyproject()["tool"]["setuptools"]["package-dir"].values())
     assert {"pyproject.toml", pyproject()["project"]["readme"]} | {d for d in package_dirs if d} <= copied
     runs = " ".join(c.value[0] for c in build if c.cmd.upper() == "RUN")
-    assert re.search(r"pip install (--no-cache-dir )?\.(\s|$)", runs), "the project is installed with pip install ."
+    assert re.search(r"pip install (--no-cache-dir )?(--no-deps )?\.(\s|$)", runs), "the project: pip install ."
+
+
+def test_build_installs_the_hashed_lock_before_the_project() -> None:
+    # Reproducible images: every dependency comes from requirements.lock, hash-checked; the project
+    # install resolves nothing (--no-deps), so nothing unpinned can slip in.
+    build = dockerfile_stages()[0]
+    runs = [c.value[0] for c in build if c.cmd.upper() == "RUN"]
+    lock_install = [i for i, r in enumerate(runs) if "pip install --require-hashes --no-deps -r requirements.lock" in r]
+    project_install = [i for i, r in enumerate(runs) if re.search(r"pip install --no-deps \.(\s|$)", r)]
+    assert lock_install and project_install and lock_install[0] < project_install[0]
+    assert not [r for r in runs if re.search(r"pip install(?! --require-hashes| --no-deps)", r)], runs
+    copied = {source for sources, _, _ in _copies(build) for source in sources}
+    assert "requirements.lock" in copied
 
 
 def test_runtime_stage_has_what_runs_from_the_working_directory() -> None:
