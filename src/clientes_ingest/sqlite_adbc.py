@@ -62,12 +62,30 @@ class _Context(SQLiteExecutionContext):
         return _scalar(self._dbapi_connection, "SELECT last_insert_rowid()")
 
 
+# ADBC's SQLite driver types each result column from its first batch of rows and fails on a later value of
+# another type (a column NULL for the first 1,024 rows, text after). One batch per result avoids that; the
+# price is that a result is materialised at once (the project's big reads are paged).
+_ONE_BATCH = {"adbc.sqlite.query.batch_rows": str(2**30)}
+
+
+def _one_batch(cursor: Any) -> None:
+    cursor.adbc_statement.set_options(**_ONE_BATCH)
+
+
 class ADBCSQLiteDialect(SQLiteDialect):
     """SQLAlchemy's SQLite dialect over ADBC connections (autocommit; transactions as SQL)."""
 
     driver = "adbc"
     supports_statement_cache = True
     execution_ctx_cls = _Context
+
+    def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
+        _one_batch(cursor)
+        cursor.execute(statement, parameters)
+
+    def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
+        _one_batch(cursor)
+        cursor.execute(statement)
 
     @classmethod
     def import_dbapi(cls) -> types.ModuleType:

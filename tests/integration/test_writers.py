@@ -156,3 +156,18 @@ def test_the_setting_reaches_the_database_the_run_loads_with(monkeypatch: pytest
     monkeypatch.setenv("CLIENTES_DB_WRITER", "bulk")
     with pytest.raises(ValueError, match="db_writer"):
         load_settings()
+
+
+def test_the_adbc_engine_reads_a_column_that_is_null_for_many_rows_then_text(tmp_path: Path) -> None:
+    from clientes_ingest.db import ingest_jobs
+
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}", writer="adbc")
+    db.ensure_schema()
+    with db.engine.begin() as conn:
+        conn.execute(ingest_jobs.insert(), [{"source_uri": "x", "file_name": "x", "status": "s"}] * 3000)
+        conn.execute(ingest_jobs.insert().values(source_uri="x", file_name="x", status="s", error="boom",
+                                                 duration_s=1.5))
+    with db.engine.connect() as conn:
+        read = conn.execute(sa.select(ingest_jobs.c.error, ingest_jobs.c.duration_s).order_by(ingest_jobs.c.id)).all()
+    assert len(read) == 3001 and read[-1] == ("boom", 1.5) and read[0] == (None, None)
+    db.dispose()
