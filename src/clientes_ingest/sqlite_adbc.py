@@ -79,6 +79,10 @@ class ADBCSQLiteDialect(SQLiteDialect):
     supports_statement_cache = True
     execution_ctx_cls = _Context
 
+    def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
+        version = connection.exec_driver_sql("SELECT sqlite_version()").scalar_one()
+        return tuple(int(part) for part in str(version).split("."))
+
     def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
         _one_batch(cursor)
         cursor.execute(statement, parameters)
