@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from clientes_ingest.settings import Settings
 
 # What the examples and docs use where a real secret belongs.
-_PLACEHOLDER = re.compile(r"change[-_ ]?me|replace[-_ ]?me|^<[^<>]*>$|^\.\.\.$|^x{3,}$", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"change[-_ ]?me|replace[-_ ]?me|^choose[-_]|^<[^<>]*>$|^\.\.\.$|^x{3,}$", re.IGNORECASE)
 
 
 class PlaceholderSecret(Exception):

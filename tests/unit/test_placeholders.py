@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("value", ["CHANGE-ME", "change-me", "CHANGEME", "change_me", "REPLACE-ME", "...",
-                                   "<token>", "<CLIENTES_APP_PASSWORD, URL-encoded>", "xxxx", " CHANGE-ME "])
+                                   "<token>", "<CLIENTES_APP_PASSWORD, URL-encoded>", "xxxx", " CHANGE-ME ",
+                                   "choose-a-long-random-token", "Choose-A-Strong-Passw0rd"])
 def test_placeholders_are_recognised(value: str) -> None:
     assert is_placeholder(value)
 
