@@ -31,11 +31,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from clientes_ingest.db import Database
+from clientes_ingest import resources
 from clientes_ingest.placeholders import exit_on_placeholders
 from clientes_ingest.settings import Settings, load_settings
 from clientes_ingest.storage import Storage
-from deployments.api_context import ApiConfig, ApiContext, ApiMetrics, ScrubSecrets, open_storage, scrub, secret_values
+from deployments.api_context import ApiConfig, ApiContext, ApiMetrics, ScrubSecrets, scrub, secret_values
 from deployments.api_jobs import jobs_router
 from deployments.api_probes import probes_router
 from deployments.api_runs import runs_router
@@ -98,8 +98,8 @@ def create_app(
     def default_launcher() -> RunLauncher:
         return build_launcher(LaunchConfig(), on_error=ctx_holder["ctx"].mark_failed)
 
-    ctx = ApiContext(settings=settings, config=config, db=Database(settings.db_url),
-                     storage=storage or open_storage(settings), metrics=ApiMetrics(), secrets=secrets,
+    ctx = ApiContext(settings=settings, config=config, db=resources.open_database(settings),
+                     storage=storage or resources.open_storage(settings), metrics=ApiMetrics(), secrets=secrets,
                      launcher_factory=(lambda: launcher) if launcher is not None else default_launcher)
     ctx_holder["ctx"] = ctx
     guard = ScrubSecrets(secrets)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from clientes_ingest import jobs
 from clientes_ingest.db import Database, DatabaseUnavailable
 from clientes_ingest.settings import Settings, parse_file_size
-from clientes_ingest.storage import LocalStorage, Storage
+from clientes_ingest.storage import Storage
 from deployments.launch import RunLauncher
 from deployments.upload import ApiError
 
@@ -235,12 +235,4 @@ class ApiContext:
         """Dependency of the ``/jobs...`` reads: the token, unless ``CLIENTES_API_AUTH_READS=false`` (local dev)."""
         if self.config.auth_reads:
             self.require_token(credentials)
-
-
-def open_storage(settings: Settings) -> Storage:
-    if settings.storage == "s3":
-        from clientes_ingest.s3 import S3Storage
-
-        return S3Storage.from_settings(settings)
-    return LocalStorage(settings.storage_root)
 

@@ -74,7 +74,7 @@ async def _readiness(ctx: ApiContext, timeout: float = 5.0) -> dict[str, str]:
         return "ok"
 
     def prefect() -> str:
-        from deployments.launch import prefect_api_configured
+        from clientes_ingest.resources import prefect_api_configured
 
         if not prefect_api_configured():
             return "not configured"

@@ -190,6 +190,7 @@ def _start(ctx: ApiContext, source: str, name: str, key: str | None) -> tuple[in
 def _object_version(ctx: ApiContext, source: str) -> tuple[str, str]:
     """The object's version (S3 VersionId or ETag; local size+mtime) and the run's idempotency key."""
     if source.startswith("s3://"):
+        from clientes_ingest.resources import open_storage
         from clientes_ingest.s3 import S3Storage, split_s3_uri
 
         try:
@@ -199,7 +200,8 @@ def _object_version(ctx: ApiContext, source: str) -> tuple[str, str]:
         if not SourcePolicy.from_settings(ctx.settings).bucket_allowed(bucket):
             raise ApiError(422, f"{source} is not in an allowed bucket",
                            "copy the object to CLIENTES_S3_BUCKET, or list its bucket in CLIENTES_ALLOWED_BUCKETS")
-        s3 = ctx.storage if isinstance(ctx.storage, S3Storage) else S3Storage.from_settings(ctx.settings, source)
+        s3 = ctx.storage if isinstance(ctx.storage, S3Storage) else open_storage(ctx.settings, source)
+        assert isinstance(s3, S3Storage)  # an s3:// source without an S3 block opens S3 storage
         try:
             head = s3.client.head_object(Bucket=bucket, Key=key)
         except Exception as exc:

@@ -293,19 +293,14 @@ class InProcessLauncher:
         self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
-def prefect_api_configured() -> bool:
-    """Whether a Prefect server is configured (``PREFECT_API_URL``), as opposed to ephemeral mode."""
-    from prefect.settings import get_current_settings
-
-    return bool(get_current_settings().api.url)
-
-
 def build_launcher(config: LaunchConfig | None = None,
                    on_error: Callable[[int | None, BaseException], None] | None = None) -> RunLauncher:
     """The launcher the configuration asks for (``auto``: deployment when a Prefect API is configured)."""
     config = config or LaunchConfig()
     mode = config.launch_mode
     if mode == "auto":
+        from clientes_ingest.resources import prefect_api_configured
+
         mode = "deployment" if prefect_api_configured() else "in-process"
     if mode == "deployment":
         logger.info("runs are created from deployment %s", config.deployment)

@@ -392,9 +392,9 @@ def build_launcher(config: TriggerConfig) -> Launcher:
     """The deployment launcher when a Prefect API is configured (or forced), else in-process."""
     mode = config.mode
     if mode == "auto":
-        from prefect.settings import get_current_settings
+        from clientes_ingest.resources import prefect_api_configured
 
-        mode = "deployment" if get_current_settings().api.url else "in-process"
+        mode = "deployment" if prefect_api_configured() else "in-process"
     if mode == "deployment":
         logger.info("creating runs of deployment %s", config.deployment)
         return DeploymentLauncher(config.deployment)

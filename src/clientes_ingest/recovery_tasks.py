@@ -12,7 +12,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from clientes_ingest import recovery
+from clientes_ingest import recovery, resources
 from clientes_ingest.db import Database
 from clientes_ingest.settings import Settings
 from clientes_ingest.tasks import backoff
@@ -25,12 +25,8 @@ MAX_STARTS = 3
 
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
 def load_database(settings: Settings) -> Database:
-    """The database handle, from the named block when ``CLIENTES_DB_BLOCK`` is set (as the ingest flow)."""
-    if settings.db_block:
-        from blocks.definitions import load_database_url
-
-        return Database(load_database_url(settings.db_block), writer=settings.db_writer)
-    return Database(settings.db_url, writer=settings.db_writer)
+    """The database handle (``resources``: from the named block when ``CLIENTES_DB_BLOCK`` is set)."""
+    return resources.open_database(settings)
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)

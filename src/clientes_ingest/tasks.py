@@ -28,13 +28,13 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
 
-from clientes_ingest import jobs, lease, progress, report, staging
+from clientes_ingest import jobs, lease, progress, report, resources, staging
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
 from clientes_ingest.guard import RejectPolicy
 from clientes_ingest.settings import Settings, load_settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
-from clientes_ingest.storage import LocalStorage, Storage
+from clientes_ingest.storage import Storage
 
 if TYPE_CHECKING:  # loader imports pyarrow: the flow-run process imports it only to load in-process
     from clientes_ingest import loader
@@ -57,26 +57,10 @@ def backoff(retries: int) -> list[float]:
     return [base * 4**attempt for attempt in range(retries)]
 
 
-def open_storage(settings: Settings, source: str | None = None) -> Storage:
-    """The storage a run uses: S3 when configured or when the source is an ``s3://`` URI, else local."""
-    if settings.storage == "s3" or (source or "").startswith("s3://"):
-        from clientes_ingest.s3 import S3Storage
-
-        return S3Storage.from_settings(settings, source=source)
-    return LocalStorage(settings.storage_root)
-
-
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
 def load_resources(settings: Settings, source: str) -> tuple[Database, Storage]:
-    """Build the database and storage handles once per run, from named blocks when configured."""
-    if settings.db_block or settings.s3_block:
-        from blocks.definitions import load_database_url, load_s3_storage
-
-        url = load_database_url(settings.db_block) if settings.db_block else settings.db_url
-        database = Database(url, writer=settings.db_writer)
-        storage = load_s3_storage(settings.s3_block) if settings.s3_block else open_storage(settings, source)
-        return database, storage
-    return Database(settings.db_url, writer=settings.db_writer), open_storage(settings, source)
+    """Build the database and storage handles once per run (``resources``: from named blocks when set)."""
+    return resources.open_resources(settings, source)
 
 
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)

@@ -14,6 +14,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from clientes_ingest import jobs
 from clientes_ingest.db import Database
 from clientes_ingest.devtools.generator import generate
+from clientes_ingest.resources import prefect_api_configured
 from deployments import launch
 from flows.ingest import ingest_clientes
 
@@ -104,7 +105,7 @@ def test_a_missing_deployment_is_a_clear_launch_error() -> None:
 def test_auto_mode_follows_the_prefect_api_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(launch.build_launcher(launch.LaunchConfig()), launch.DeploymentLauncher)
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
-        assert not launch.prefect_api_configured()
+        assert not prefect_api_configured()
         in_process = launch.build_launcher(launch.LaunchConfig())
         assert isinstance(in_process, launch.InProcessLauncher)
         in_process.shutdown()

@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import (
 )
 from support.loading import count, rejects, rows
 
-from clientes_ingest import tasks
+from clientes_ingest import resources, tasks
 from clientes_ingest.db import Database, clientes, ingest_chunks, ingest_jobs
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.jobs import get_job
@@ -97,7 +97,7 @@ def test_a_chunk_failing_twice_then_succeeding_loads_exactly_once(
     reference = ingest_clientes(source=str(clients_file), chunk_size="40KB")
     expected = rows(env, reference["job_id"])
     storage = FailingChunks(tmp_path / "store", {})
-    monkeypatch.setattr(tasks, "open_storage", lambda settings, source=None: storage)
+    monkeypatch.setattr(resources, "open_storage", lambda settings, source=None: storage)
     second_chunk_start = 0
     with env.engine.connect() as conn:
         second_chunk_start = conn.execute(sa.select(ingest_chunks.c.start_offset)
@@ -127,7 +127,7 @@ def test_a_failed_job_is_resumed_loading_only_its_missing_chunks(
     env: Database, clients_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = FailingChunks(tmp_path / "store", {})
-    monkeypatch.setattr(tasks, "open_storage", lambda settings, source=None: storage)
+    monkeypatch.setattr(resources, "open_storage", lambda settings, source=None: storage)
     # Chunks of 40 KiB: find the third chunk's offset from a dry plan, then make it fail every attempt.
     from clientes_ingest.chunks import plan_chunks
 
