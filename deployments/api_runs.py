@@ -2,6 +2,10 @@
 hashed and planned in one pass) and ``POST /runs`` (an object already in storage, idempotent per object
 version). Both pre-register the job, launch its run through ``deployments.launch`` and acknowledge.
 
+The run reads exactly what the request named: an upload's job records its sha256, object version and
+chunk plan (the run uses that plan and does not read or hash the file again); a ``/runs`` job and run are
+pinned to the version the HEAD saw (version id and ETag).
+
 Requires: the bearer token (``CLIENTES_API_TOKEN``), the storage and database of the ``CLIENTES_*``
 settings; S3 objects must be in ``CLIENTES_S3_BUCKET`` or ``CLIENTES_ALLOWED_BUCKETS``.
 """
@@ -11,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -23,11 +26,12 @@ from sqlalchemy.exc import DBAPIError
 
 from clientes_ingest import jobs
 from clientes_ingest.chunks import ChunkPlanner
+from clientes_ingest.jobs import StagedFile
 from clientes_ingest.sources import SourcePolicy
-from clientes_ingest.storage import LocalStorage, StorageError
+from clientes_ingest.storage import LocalStorage, ObjectVersion, StorageError
 from deployments.api_body import body_pieces, read_json
 from deployments.api_context import ApiContext, CamelModel, scrub
-from deployments.launch import LaunchError
+from deployments.launch import LaunchError, pin_parameters
 from deployments.upload import ENVELOPE_SLACK, ApiError, UploadReader, UploadTooLarge, upload_name
 
 logger = logging.getLogger("clientes_ingest.api")
@@ -60,17 +64,7 @@ class RunResponse(CamelModel):
     mode: str
 
 
-@dataclass
-class StoredUpload:
-    uri: str
-    name: str
-    size: int
-    sha256: str
-    total_lines: int
-    chunk_count: int
-
-
-def store_upload(ctx: ApiContext, pull: Callable[[], bytes | None], boundary: bytes) -> StoredUpload:
+def store_upload(ctx: ApiContext, pull: Callable[[], bytes | None], boundary: bytes) -> StagedFile:
     """Stream the ``file`` part into storage, hashing it and planning its chunks (run in a thread)."""
     reader = UploadReader(pull, boundary, ctx.config.max_upload_bytes)
     name = upload_name(reader.open_file())
@@ -80,8 +74,10 @@ def store_upload(ctx: ApiContext, pull: Callable[[], bytes | None], boundary: by
     except StorageError as exc:
         raise ApiError(503, "cannot store the upload", scrub(str(exc), ctx.secrets)) from None
     reader.drain()
-    chunks = planner.finish()
-    return StoredUpload(stored.uri, stored.name, stored.size, stored.sha256, planner.total_lines, len(chunks))
+    chunks = tuple(planner.finish())
+    return StagedFile(uri=stored.uri, name=stored.name, size=stored.size, sha256=stored.sha256,
+                      chunk_size=ctx.settings.chunk_size, chunks=chunks, total_lines=planner.total_lines,
+                      version=stored.version)
 
 
 def runs_router(ctx: ApiContext) -> APIRouter:
@@ -129,12 +125,12 @@ def runs_router(ctx: ApiContext) -> APIRouter:
         ctx.metrics.upload_bytes.inc(upload.size)
         if upload.size == 0:
             raise ApiError(422, f"{upload.name} is empty", "upload a file with at least one line")
-        job_id, result = await anyio.to_thread.run_sync(_start, ctx, upload.uri, upload.name, None)
+        job_id, result = await anyio.to_thread.run_sync(_start, ctx, upload.uri, upload.name, None, upload)
         ctx.metrics.runs.labels("/process", result.mode).inc()
         logger.info("upload %s (%d bytes, %d lines) -> job %d, run %s", upload.name, upload.size,
                     upload.total_lines, job_id, result.flow_run_id)
         body = ProcessResponse(job_id=job_id, flow_run_id=result.flow_run_id, total_lines=upload.total_lines,
-                               chunks_created=upload.chunk_count, chunk_size=settings.chunk_size,
+                               chunks_created=len(upload.chunks), chunk_size=settings.chunk_size,
                                file_name=upload.name, size_bytes=upload.size, sha256=upload.sha256,
                                mode=result.mode)
         return JSONResponse(body.model_dump(by_alias=True), 202)
@@ -149,11 +145,11 @@ def runs_router(ctx: ApiContext) -> APIRouter:
     async def runs(request: Request) -> JSONResponse:
         """Start a run for an object already in storage; the same object version always answers the same run."""
         body = await read_json(request, RunRequest, config.max_json_bytes, config.body_idle_timeout)
-        version, key = await anyio.to_thread.run_sync(_object_version, ctx, body.source)
+        version, key, pinned = await anyio.to_thread.run_sync(_object_version, ctx, body.source)
         existing = await anyio.to_thread.run_sync(ctx.launcher.find, key)
         if existing is None:
             job_id, result = await anyio.to_thread.run_sync(_start, ctx, body.source,
-                                                            body.source.rsplit("/", 1)[-1], key)
+                                                            body.source.rsplit("/", 1)[-1], key, None, pinned)
             if not result.created:  # another request with this key won the race: ours is not needed
                 await anyio.to_thread.run_sync(jobs.fail_job, ctx.db.engine, job_id,
                                                f"duplicate request: run {result.flow_run_id} handles this object")
@@ -171,15 +167,19 @@ def runs_router(ctx: ApiContext) -> APIRouter:
     return router
 
 
-def _start(ctx: ApiContext, source: str, name: str, key: str | None) -> tuple[int, Any]:
-    """Pre-register the job, then launch its run; a run that cannot start fails the job (503)."""
+def _start(ctx: ApiContext, source: str, name: str, key: str | None, staged: StagedFile | None = None,
+           version: ObjectVersion | None = None) -> tuple[int, Any]:
+    """Pre-register the job (with the upload's plan, or the object version), then launch its run pinned
+    to that content and version; a run that cannot start fails the job (503)."""
+    version = version or (staged.version if staged is not None else None)
     try:
-        job_id = jobs.create_pending_job(ctx.engine(), source, name[:255])
+        job_id = jobs.create_pending_job(ctx.engine(), source, name[:255], staged=staged, version=version)
     except DBAPIError as exc:
         raise ctx.db_unavailable(exc) from None
     try:
         result = ctx.launcher.launch(source, job_id=job_id, idempotency_key=key,
-                                     chunk_size=str(ctx.settings.chunk_size))
+                                     chunk_size=str(ctx.settings.chunk_size),
+                                     pin=pin_parameters(staged.sha256 if staged is not None else None, version))
     except LaunchError as exc:
         message = scrub(str(exc), ctx.secrets)
         jobs.fail_job(ctx.db.engine, job_id, f"could not start the ingest run: {message}")
@@ -187,8 +187,9 @@ def _start(ctx: ApiContext, source: str, name: str, key: str | None) -> tuple[in
     return job_id, result
 
 
-def _object_version(ctx: ApiContext, source: str) -> tuple[str, str]:
-    """The object's version (S3 VersionId or ETag; local size+mtime) and the run's idempotency key."""
+def _object_version(ctx: ApiContext, source: str) -> tuple[str, str, ObjectVersion | None]:
+    """The object's version (S3 VersionId or ETag; local size+mtime), the run's idempotency key, and the
+    version the run is pinned to."""
     if source.startswith("s3://"):
         from clientes_ingest.resources import open_storage
         from clientes_ingest.s3 import S3Storage, split_s3_uri
@@ -212,6 +213,7 @@ def _object_version(ctx: ApiContext, source: str) -> tuple[str, str]:
                 from None
         version = head.get("VersionId") or str(head.get("ETag", "")).strip('"')
         identity = f"{bucket}\n{key}\n{head.get('VersionId') or ''}\n{head.get('ETag', '')}"
+        pinned = ObjectVersion.of(head.get("VersionId"), head.get("ETag"))
     elif source.startswith("file://") and isinstance(ctx.storage, LocalStorage) and ctx.storage.owns(source):
         from clientes_ingest.staging import local_path
 
@@ -221,8 +223,9 @@ def _object_version(ctx: ApiContext, source: str) -> tuple[str, str]:
             raise ApiError(404, f"cannot read {source}: no such file") from None
         version = f"{info.st_size}-{info.st_mtime_ns}"
         identity = f"{local_path(source).resolve()}\n{version}"
+        pinned = ObjectVersion(etag=version)  # what LocalStorage.pin compares
     else:
         raise ApiError(422, f"{source} is not an object of the configured storage",
                        f"use s3://{ctx.settings.s3_bucket}/... or a file:// URI under the storage root")
-    return version, "api-run:" + hashlib.sha256(identity.encode()).hexdigest()
+    return version, "api-run:" + hashlib.sha256(identity.encode()).hexdigest(), pinned
 

@@ -28,6 +28,8 @@ from typing import Any, Literal, Protocol
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clientes_ingest.storage import ObjectVersion
+
 logger = logging.getLogger("clientes_ingest.launch")
 
 Mode = Literal["deployment", "in-process"]
@@ -62,22 +64,35 @@ class RunLauncher(Protocol):
     mode: Mode
 
     def launch(
-        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None
+        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None,
+        pin: dict[str, str] | None = None,
     ) -> LaunchResult:
-        """Start the ingest run for ``source`` (or return the run its idempotency key already names)."""
+        """Start the ingest run for ``source`` (or return the run its idempotency key already names).
+
+        ``pin`` (``pin_parameters``) names the content and object version the run must read."""
 
     def find(self, idempotency_key: str) -> LaunchResult | None:
         """The run an idempotency key already started, if this launcher knows one."""
 
 
-def flow_parameters(source: str, job_id: int | None, chunk_size: str | None) -> dict[str, Any]:
+def flow_parameters(source: str, job_id: int | None, chunk_size: str | None,
+                    pin: dict[str, str] | None = None) -> dict[str, Any]:
     """The ingest flow's parameters; unset optional ones are left to the flow's defaults."""
     parameters: dict[str, Any] = {"source": source}
     if job_id is not None:
         parameters["job_id"] = job_id
     if chunk_size is not None:
         parameters["chunk_size"] = chunk_size
+    parameters.update(pin or {})
     return parameters
+
+
+def pin_parameters(sha256: str | None = None, version: ObjectVersion | None = None) -> dict[str, str]:
+    """The flow parameters that pin a run to one content (``sha256``) and object version (``version_id``,
+    ``etag``): the run reads only those bytes, or fails and loads nothing."""
+    values = {"sha256": sha256, "version_id": version.version_id if version else None,
+              "etag": version.etag if version else None}
+    return {name: value for name, value in values.items() if value}
 
 
 def _job_id_of(parameters: dict[str, Any] | None) -> int | None:
@@ -123,14 +138,15 @@ class DeploymentLauncher:
         return self._deployment_id
 
     def launch(
-        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None
+        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None,
+        pin: dict[str, str] | None = None,
     ) -> LaunchResult:
         from prefect.client.schemas.actions import DeploymentFlowRunCreate
         from prefect.client.schemas.objects import FlowRun
         from prefect.states import Scheduled, to_state_create
 
         payload = DeploymentFlowRunCreate(
-            parameters=flow_parameters(source, job_id, chunk_size),
+            parameters=flow_parameters(source, job_id, chunk_size, pin),
             state=to_state_create(Scheduled()),
             tags=list(self.tags),
             idempotency_key=idempotency_key,
@@ -222,9 +238,10 @@ class InProcessLauncher:
         return None if found is None else LaunchResult(found.flow_run_id, False, self.mode, found.job_id)
 
     def launch(
-        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None
+        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None,
+        pin: dict[str, str] | None = None,
     ) -> LaunchResult:
-        parameters = flow_parameters(source, job_id, chunk_size)
+        parameters = flow_parameters(source, job_id, chunk_size, pin)
         # One lock around look-up, creation and remembering: two requests with the same key cannot both start.
         with self._lock:
             if idempotency_key is not None and idempotency_key in self._keys:

@@ -2,11 +2,13 @@
 
 Long-polls the trigger queue. For each S3 record whose key matches ``CLIENTES_TRIGGER_KEY_PATTERN``
 (default ``incoming/CLIENTES_IN_*.dat``) it creates a run of the ingest deployment with
-``source=s3://bucket/key`` and an idempotency key from bucket, key, version, ETag and sequencer, so a
-repeated delivery never makes a second run; then it deletes the message. Test events and other keys
-are acknowledged and logged; so are events for a bucket that is not allowed (``CLIENTES_S3_BUCKET`` and
-``CLIENTES_ALLOWED_BUCKETS``: counted as refused, never launched). A message it cannot parse, or whose
-run cannot be created, is left on the queue: SQS redelivers it and, after 3 receives, moves it to the dead-letter queue.
+``source=s3://bucket/key`` pinned to the object version the event names (``version_id`` and/or ``etag``
+parameters: the run reads that version even if the key was uploaded again since) and an idempotency key
+from bucket, key, version, ETag and sequencer, so a repeated delivery never makes a second run; then it
+deletes the message. Test events and other keys are acknowledged and logged; so are events for a bucket
+that is not allowed (``CLIENTES_S3_BUCKET`` and ``CLIENTES_ALLOWED_BUCKETS``: counted as refused, never
+launched). A message it cannot parse, or whose run cannot be created, is left on the queue: SQS
+redelivers it and, after 3 receives, moves it to the dead-letter queue.
 
 Modes (``CLIENTES_TRIGGER_MODE``): ``deployment`` creates runs through the Prefect API
 (``PREFECT_API_URL``; deployment ``CLIENTES_TRIGGER_DEPLOYMENT``, default ``ingest-clientes/k8s``);
@@ -81,8 +83,17 @@ class DeploymentLauncher:
         self._runs = RunLauncher(deployment_name, client_factory, tags=("clientes-ingest", "trigger:s3"))
 
     def launch(self, event: S3ObjectEvent) -> LaunchResult:
-        result = self._runs.launch(event.uri, job_id=None, idempotency_key=event.idempotency_key)
+        result = self._runs.launch(event.uri, job_id=None, idempotency_key=event.idempotency_key,
+                                   pin=_event_pin(event))
         return LaunchResult(created=result.created, run_id=result.flow_run_id)
+
+
+def _event_pin(event: S3ObjectEvent) -> dict[str, str]:
+    """The run parameters that pin the object version the event announced."""
+    from clientes_ingest.storage import ObjectVersion
+    from deployments.launch import pin_parameters
+
+    return pin_parameters(version=ObjectVersion.of(event.version_id, event.etag))
 
 
 class InProcessLauncher:
@@ -102,7 +113,7 @@ class InProcessLauncher:
         if key in self._done:
             return LaunchResult(created=False, run_id=self._done[key])
         run_flow = self._run_flow or _ingest_flow()
-        result = run_flow(source=event.uri)
+        result = run_flow(source=event.uri, **_event_pin(event))
         run_id = str(result.get("job_id")) if isinstance(result, dict) and result.get("job_id") is not None else None
         self._done[key] = run_id
         while len(self._done) > self._remember:

@@ -23,6 +23,7 @@ from clientes_ingest.jobs import REJECTED_FILE, Action
 from clientes_ingest.settings import load_settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.staging import resolve_source
+from clientes_ingest.storage import ObjectVersion
 from clientes_ingest.tasks import (
     fail_job,
     finalize_job,
@@ -31,6 +32,7 @@ from clientes_ingest.tasks import (
     publish_report,
     read_chunks,
     read_job,
+    read_job_source,
     register_job,
     stage_file,
 )
@@ -62,13 +64,16 @@ def build_task_runner() -> TaskRunner[Any]:
 
 @flow(name="ingest-clientes", task_runner=build_task_runner(), log_prints=True)
 def ingest_clientes(
-    source: str, force: bool = False, job_id: int | None = None, chunk_size: str | None = None
+    source: str, force: bool = False, job_id: int | None = None, chunk_size: str | None = None,
+    sha256: str | None = None, version_id: str | None = None, etag: str | None = None,
 ) -> dict[str, Any]:
     """Load a CLIENTES file exactly once: valid rows into ``clientes``, corrupt lines into ``ingest_rejects``.
 
     ``source``: a local path, ``file://`` or ``s3://bucket/key``; ``{MMYY}``-style placeholders are
     filled from the run's scheduled time. ``force``: load again content already loaded. ``job_id``: a
     pre-registered job, or an unfinished job to resume. ``chunk_size``: e.g. ``"32MB"``.
+    ``sha256``, ``version_id``, ``etag``: the content and object version the run was started for (set by
+    the API and the trigger); only those bytes are loaded, else the run fails and loads nothing.
     """
     logger = get_run_logger()
     settings = load_settings(chunk_size=chunk_size)
@@ -76,7 +81,9 @@ def ingest_clientes(
     source = resolve_source(source, runtime.flow_run.scheduled_start_time)
     db, storage = load_resources(settings, source)
     try:
-        staged = stage_file(source, storage, settings.chunk_size, SourcePolicy.from_settings(settings))
+        job = read_job_source(db, job_id) if job_id is not None else None
+        staged = stage_file(source, storage, settings.chunk_size, SourcePolicy.from_settings(settings), job,
+                            ObjectVersion.of(version_id, etag), sha256)
     except Exception as exc:
         if job_id is not None:
             fail_job(db, job_id, str(exc))

@@ -20,6 +20,8 @@ CREATE TABLE ingest_jobs (
 	file_name NVARCHAR(255) NOT NULL, 
 	size_bytes BIGINT NULL, 
 	sha256 VARCHAR(64) NULL, 
+	source_version_id NVARCHAR(1024) NULL, 
+	source_etag VARCHAR(128) NULL, 
 	status VARCHAR(32) NOT NULL, 
 	chunk_size BIGINT NULL, 
 	chunk_count INTEGER NULL, 

@@ -20,6 +20,8 @@ CREATE TABLE ingest_jobs (
 	file_name VARCHAR(255) NOT NULL, 
 	size_bytes BIGINT, 
 	sha256 VARCHAR(64), 
+	source_version_id VARCHAR(1024), 
+	source_etag VARCHAR(128), 
 	status VARCHAR(32) NOT NULL, 
 	chunk_size BIGINT, 
 	chunk_count INTEGER, 

@@ -40,6 +40,9 @@ ingest_jobs = sa.Table(
     sa.Column("file_name", sa.Unicode(255), nullable=False),
     sa.Column("size_bytes", sa.BigInteger),
     sa.Column("sha256", sa.String(64)),
+    # The object version the job reads (S3 version id / ETag; local size-mtime): a resumed run reads it too.
+    sa.Column("source_version_id", sa.Unicode(1024)),
+    sa.Column("source_etag", sa.String(128)),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("chunk_size", sa.BigInteger),
     sa.Column("chunk_count", sa.Integer),

@@ -26,6 +26,7 @@ from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import ingest_chunks, ingest_file_claims, ingest_jobs, ingest_rejects, utcnow
 from clientes_ingest.guard import RejectPolicy, Tally, describe, final_verdict
 from clientes_ingest.lease import Owner
+from clientes_ingest.storage import ObjectVersion
 
 DONE_STATUSES = ("completed", "completed_with_rejects")
 REJECTED_FILE = rejection.REJECTED_FILE
@@ -71,7 +72,7 @@ class Holder:
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A file in storage, hashed and planned in one streaming pass."""
+    """A file in storage, hashed and planned in one streaming pass, and the object version that was read."""
 
     uri: str
     name: str
@@ -80,6 +81,18 @@ class StagedFile:
     chunk_size: int
     chunks: tuple[ChunkSpec, ...]
     total_lines: int
+    version: ObjectVersion | None = None
+
+
+@dataclass(frozen=True)
+class JobSource:
+    """What a registered job pins before its run reads a byte: the object version and content (sha256)
+    it was registered for and, for an upload planned while it was stored, that plan (``staged``)."""
+
+    uri: str
+    sha256: str | None
+    version: ObjectVersion | None
+    staged: StagedFile | None = None
 
 
 @dataclass(frozen=True)
@@ -145,12 +158,17 @@ def _owned_by(owner: Owner | None, flow_run_id: str | None) -> dict[str, Any]:
                 owner_since=utcnow())
 
 
+def _staged_values(staged: StagedFile) -> dict[str, Any]:
+    version = staged.version or ObjectVersion()
+    return dict(source_uri=staged.uri, file_name=staged.name, size_bytes=staged.size, sha256=staged.sha256,
+                source_version_id=version.version_id, source_etag=version.etag, chunk_size=staged.chunk_size,
+                chunk_count=len(staged.chunks), total_lines=staged.total_lines)
+
+
 def _insert_job(conn: Connection, staged: StagedFile, flow_run_id: str | None, owner: Owner | None) -> int:
     result = conn.execute(
         ingest_jobs.insert().values(
-            source_uri=staged.uri, file_name=staged.name, size_bytes=staged.size, sha256=staged.sha256,
-            status="running", chunk_size=staged.chunk_size, chunk_count=len(staged.chunks),
-            total_lines=staged.total_lines, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
+            **_staged_values(staged), status="running", started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
             **_owned_by(owner, flow_run_id),
         )
     )
@@ -304,12 +322,12 @@ def _register_existing(
         has_chunks = conn.execute(
             sa.select(sa.func.count()).select_from(ingest_chunks).where(ingest_chunks.c.job_id == job_id)
         ).scalar_one()
-        if has_chunks:
+        if has_chunks and job["status"] != "pending":
             if job["status"] in DONE_STATUSES and not force:
                 return Registration(job_id, Action.ALREADY_LOADED, job["source_uri"], (), job["chunk_count"] or 0)
             return _decide_for_existing(conn, job, flow_run_id, lease_seconds, owner)
-        # A pre-registered job (status pending, no chunks yet): this run plans and owns it, unless the
-        # same content is already claimed by another job.
+        # A pre-registered job (status pending; its chunks too when the upload was planned as it was
+        # stored): this run owns it, unless the same content is already claimed by another job.
         claim = conn.execute(
             sa.select(ingest_file_claims.c.job_id).where(ingest_file_claims.c.sha256 == staged.sha256)
         ).scalar_one_or_none()
@@ -321,11 +339,10 @@ def _register_existing(
             assert other is not None
             return _decide_for_existing(conn, other, flow_run_id, lease_seconds, owner)
         conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(
-            source_uri=staged.uri, file_name=staged.name, size_bytes=staged.size, sha256=staged.sha256,
-            status="running", chunk_size=staged.chunk_size, chunk_count=len(staged.chunks),
-            total_lines=staged.total_lines, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
+            **_staged_values(staged), status="running", started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
             **_owned_by(owner, flow_run_id)))
-        _insert_chunks(conn, job_id, staged.chunks)
+        if not has_chunks:
+            _insert_chunks(conn, job_id, staged.chunks)
         if claim is None:
             conn.execute(ingest_file_claims.insert().values(sha256=staged.sha256, job_id=job_id))
         else:
@@ -358,12 +375,42 @@ def wait_for_job(
         sleep(poll_seconds)
 
 
-def create_pending_job(engine: Engine, source_uri: str, file_name: str) -> int:
-    """Pre-register a job (e.g. when an upload is accepted) so its id can be returned at once."""
+def create_pending_job(engine: Engine, source_uri: str, file_name: str, *, staged: StagedFile | None = None,
+                       version: ObjectVersion | None = None) -> int:
+    """Pre-register a job (e.g. when an upload is accepted) so its id can be returned at once.
+
+    With ``staged`` (an upload hashed and planned while it was stored) the job records its sha256, object
+    version and chunk plan: its run reads that plan instead of reading and hashing the file again, and
+    reads only that version. With ``version`` alone (an object named by an event or a request) the run
+    reads that version, and the content it hashes is pinned when it registers.
+    """
+    values: dict[str, Any] = dict(source_uri=source_uri, file_name=file_name, status="pending")
+    if staged is not None:
+        values.update(_staged_values(staged))
+    elif version is not None:
+        values.update(source_version_id=version.version_id, source_etag=version.etag)
     with engine.begin() as conn:
-        result = conn.execute(ingest_jobs.insert().values(source_uri=source_uri, file_name=file_name,
-                                                          status="pending"))
-        return _new_id(result)
+        job_id = _new_id(conn.execute(ingest_jobs.insert().values(**values)))
+        if staged is not None:
+            _insert_chunks(conn, job_id, staged.chunks)
+        return job_id
+
+
+def job_source(engine: Engine, job_id: int) -> JobSource | None:
+    """What job ``job_id`` pins (version, sha256, and its plan when pre-staged); None if there is no such job."""
+    with engine.connect() as conn:
+        job = _get_job(conn, job_id)
+        if job is None:
+            return None
+        version = ObjectVersion.of(job["source_version_id"], job["source_etag"])
+        staged = None
+        if job["status"] == "pending" and job["sha256"] is not None:
+            chunks = _pending_chunks(conn, job_id)
+            if chunks:
+                staged = StagedFile(uri=job["source_uri"], name=job["file_name"], size=job["size_bytes"],
+                                    sha256=job["sha256"], chunk_size=job["chunk_size"], chunks=chunks,
+                                    total_lines=job["total_lines"], version=version)
+    return JobSource(job["source_uri"], job["sha256"], version, staged)
 
 
 def fail_job(engine: Engine, job_id: int, error: str) -> None:

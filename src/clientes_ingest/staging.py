@@ -2,6 +2,10 @@
 in ONE pass over the bytes in Python (a local file is first copied by the kernel, then that copy is
 hashed and planned; see ``LocalStorage.store``). Also resolves dated source templates of scheduled runs.
 
+A run started for a registered job first pins the object version the job names and checks the content
+it was registered for (``stage_for_job``): an upload already planned while it was stored is not read
+again, and other bytes are never planned or loaded in its place.
+
 Requires: a ``Storage``; for ``s3://`` sources, a storage that owns the URI (``S3Storage``).
 """
 
@@ -16,12 +20,16 @@ from urllib.parse import unquote, urlparse
 
 from clientes_ingest import progress
 from clientes_ingest.chunks import ChunkPlanner
-from clientes_ingest.jobs import StagedFile
-from clientes_ingest.storage import Storage
+from clientes_ingest.jobs import JobSource, StagedFile
+from clientes_ingest.storage import ObjectVersion, Storage
 
 
 class SourceError(ValueError):
     """The source cannot be read; the message names it and the cause."""
+
+
+class ContentMismatch(SourceError):
+    """The source's bytes are not the content its job was registered for; nothing of them is loaded."""
 
 
 TEMPLATE_FIELDS = ("MMYY", "YYYY", "MM", "DD", "YY", "YYYYMMDD")
@@ -113,4 +121,33 @@ def stage_source(source: str, storage: Storage, chunk_size: int) -> StagedFile:
             raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
     chunks = tuple(planner.finish())
     return StagedFile(uri=stored.uri, name=stored.name, size=stored.size, sha256=stored.sha256,
-                      chunk_size=chunk_size, chunks=chunks, total_lines=planner.total_lines)
+                      chunk_size=chunk_size, chunks=chunks, total_lines=planner.total_lines, version=stored.version)
+
+
+def stage_for_job(
+    source: str, storage: Storage, chunk_size: int, *, job: JobSource | None = None,
+    version: ObjectVersion | None = None, sha256: str | None = None,
+) -> StagedFile:
+    """Stage ``source`` for a run: pin the version it was started for, then check the content.
+
+    ``version`` (from the run's parameters) or else the job's recorded version is pinned first, so every
+    read names it (``VersionMismatch`` when the storage no longer has it). A job planned while its upload
+    was stored (``job.staged``) is not read again: its plan is used as is, the pinned immutable object
+    standing for its sha256. Otherwise the pinned object is read once, and its sha256 must be ``sha256``
+    (or the job's) when one is given (``ContentMismatch`` otherwise).
+    """
+    version = version or (job.version if job is not None else None)
+    if version is not None and storage.owns(source):
+        storage.pin(source, version)
+    expected = sha256 or (job.sha256 if job is not None else None)
+    if job is not None and job.staged is not None and job.staged.uri == source:
+        if expected != job.staged.sha256:
+            raise ContentMismatch(f"{source}: the run was started for sha256 {expected}, but its job was "
+                                  f"registered for {job.staged.sha256}; nothing was loaded")
+        return job.staged
+    staged = stage_source(source, storage, chunk_size)
+    if expected is not None and staged.sha256 != expected:
+        raise ContentMismatch(f"{source} is not the file its job was registered for: its bytes have sha256 "
+                              f"{staged.sha256}, the job expects {expected}; nothing was loaded (store the "
+                              "file again to load it as a new job)")
+    return staged

@@ -34,7 +34,7 @@ from clientes_ingest.db import Database
 from clientes_ingest.guard import RejectPolicy
 from clientes_ingest.settings import Settings, load_settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
-from clientes_ingest.storage import Storage
+from clientes_ingest.storage import ObjectVersion, Storage, VersionMismatch
 
 if TYPE_CHECKING:  # loader imports pyarrow: the flow-run process imports it only to load in-process
     from clientes_ingest import loader
@@ -63,14 +63,31 @@ def load_resources(settings: Settings, source: str) -> tuple[Database, Storage]:
     return resources.open_resources(settings, source)
 
 
-@task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
-def stage_file(source: str, storage: Storage, chunk_size: int, policy: SourcePolicy) -> jobs.StagedFile:
-    """Check the source against the allow-lists, then store or scan it once: size, sha256 and the chunk plan."""
+def retry_unless_wrong_bytes(_task: Any, _task_run: Any, state: Any) -> bool:
+    """Retry a staging failure unless it found the wrong content or version: no retry brings those bytes back."""
+    return not isinstance(getattr(state, "data", None), staging.ContentMismatch | VersionMismatch)
+
+
+@task(retries=2, retry_delay_seconds=backoff(2), retry_condition_fn=retry_unless_wrong_bytes, cache_policy=NO_CACHE)
+def stage_file(
+    source: str, storage: Storage, chunk_size: int, policy: SourcePolicy, job: jobs.JobSource | None = None,
+    version: ObjectVersion | None = None, sha256: str | None = None,
+) -> jobs.StagedFile:
+    """Check the source against the allow-lists, pin the version the run is for, then store or scan it once
+    (size, sha256, chunk plan), or take the plan its job recorded when the upload was stored (no second read)."""
     policy.check(source)  # before the storage is asked anything about it
-    staged = staging.stage_source(source, storage, chunk_size)
-    get_run_logger().info("staged %s: %d bytes, %d lines, %d chunks, sha256 %s", staged.uri, staged.size,
-                          staged.total_lines, len(staged.chunks), staged.sha256[:12])
+    staged = staging.stage_for_job(source, storage, chunk_size, job=job, version=version, sha256=sha256)
+    reused = job is not None and staged is job.staged
+    get_run_logger().info("%s %s: %d bytes, %d lines, %d chunks, sha256 %s", "planned at upload" if reused
+                          else "staged", staged.uri, staged.size, staged.total_lines, len(staged.chunks),
+                          staged.sha256[:12])
     return staged
+
+
+@task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
+def read_job_source(db: Database, job_id: int) -> jobs.JobSource | None:
+    """What a registered job pins: object version, sha256 and, for a planned upload, its chunk plan."""
+    return jobs.job_source(db.engine, job_id)
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)

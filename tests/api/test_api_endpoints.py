@@ -8,6 +8,7 @@ local storage under tmp_path; S3 through the session's moto server.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -21,9 +22,11 @@ from fastapi.testclient import TestClient
 from support.api import AUTH, TOKEN, RecordingLauncher, multipart, wait_ready
 from support.loading import load_file, rejects, rows
 
+from clientes_ingest import jobs
 from clientes_ingest.chunks import plan_chunks
 from clientes_ingest.db import Database
 from clientes_ingest.devtools.generator import generate
+from clientes_ingest.storage import LocalStorage
 from deployments.api import ApiConfig, create_app
 from deployments.launch import InProcessLauncher
 
@@ -234,9 +237,31 @@ def test_rejects_come_in_pages_and_as_a_streamed_csv(client: TestClient, api_env
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_an_upload_loads_what_a_direct_run_loads(api_env: dict[str, Any], tmp_path: Path) -> None:
+def test_an_upload_is_registered_with_its_plan_and_its_run_is_pinned_to_it(
+    client: TestClient, api_env: dict[str, Any], recorder: RecordingLauncher
+) -> None:
+    data = b"Ana|Paz|12345678|Activo|1/2/2020|true|false\n" * 3000
+    response = client.post("/process", files=multipart("CLIENTES_IN_0525.dat", data), headers=AUTH)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    (call,) = recorder.calls
+    stored = Path(call["source"].removeprefix("file://"))
+    assert call["pin"] == {"sha256": hashlib.sha256(data).hexdigest(),
+                           "etag": f"{len(data)}-{stored.stat().st_mtime_ns}"}
+    source = jobs.job_source(api_env["db"].engine, accepted["jobId"])
+    assert source is not None and source.staged is not None and source.sha256 == accepted["sha256"]
+    assert len(source.staged.chunks) == accepted["chunksCreated"] > 1 and source.staged.total_lines == 3000
+    assert jobs.get_job(api_env["db"].engine, accepted["jobId"]).status == "pending"
+
+
+def test_an_upload_loads_what_a_direct_run_loads(api_env: dict[str, Any], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     path = clients_file(tmp_path, lines=3000, seed=11)
     launcher = InProcessLauncher()
+    scans: list[str] = []
+    real_scan = LocalStorage.scan
+    monkeypatch.setattr(LocalStorage, "scan", lambda self, uri, on_block=None: (
+        scans.append(uri), real_scan(self, uri, on_block))[1])
     with TestClient(create_app(launcher=launcher)) as client:
         response = client.post("/process", files=multipart(path.name, path.read_bytes()), headers=AUTH)
         assert response.status_code == 202, response.text
@@ -253,6 +278,7 @@ def test_an_upload_loads_what_a_direct_run_loads(api_env: dict[str, Any], tmp_pa
     for key in ("total_lines", "rows_loaded", "rows_rejected", "blank_lines", "rejects_by_reason", "sha256"):
         assert job[_camel(key)] == expected[key], key
     assert job["chunksDone"] == job["chunkCount"] == accepted["chunksCreated"]
+    assert scans == []  # the run used the plan made while the upload was stored: no second read
     db = api_env["db"]
     assert rows(db, accepted["jobId"]) == rows(reference_db, reference.job_id)
 

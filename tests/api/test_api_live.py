@@ -33,7 +33,7 @@ class CountingLauncher:
         self.sources: list[str] = []
 
     def launch(self, source: str, *, job_id: int | None, idempotency_key: str | None,
-               chunk_size: str | None = None) -> LaunchResult:
+               chunk_size: str | None = None, pin: dict[str, str] | None = None) -> LaunchResult:
         self.sources.append(source)
         return LaunchResult(f"run-{len(self.sources)}", True, "in-process", job_id)
 

@@ -3,6 +3,7 @@ harness), and the run it creates loads the object in place."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 
+from clientes_ingest import jobs
+from clientes_ingest.db import Database
 from clientes_ingest.devtools.generator import generate
 from deployments.api import create_app
 from deployments.launch import DeploymentLauncher
@@ -43,7 +46,9 @@ def test_the_same_object_version_always_answers_the_same_run(
 ) -> None:
     path = tmp_path / "CLIENTES_IN_0425.dat"
     generate(path, lines=2500, seed=9)
+    aws_s3_client.put_bucket_versioning(Bucket=aws_bucket, VersioningConfiguration={"Status": "Enabled"})
     aws_s3_client.upload_file(str(path), aws_bucket, KEY)
+    head = aws_s3_client.head_object(Bucket=aws_bucket, Key=KEY)
     source = f"s3://{aws_bucket}/{KEY}"
 
     first = runs_client.post("/runs", json={"source": source}, headers=AUTH)
@@ -56,18 +61,24 @@ def test_the_same_object_version_always_answers_the_same_run(
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(first.json()["flowRunId"])
-    assert run.parameters == {"source": source, "job_id": first.json()["jobId"], "chunk_size": str(48 * 1024)}
+    # The run is pinned to the version the HEAD saw.
+    assert run.parameters == {"source": source, "job_id": first.json()["jobId"], "chunk_size": str(48 * 1024),
+                              "version_id": head["VersionId"], "etag": head["ETag"].strip('"')}
     assert run.idempotency_key and run.idempotency_key.startswith("api-run:")
 
+    # The key is uploaded again (other content) before the run starts: the run still reads its version.
+    aws_s3_client.put_object(Bucket=aws_bucket, Key=KEY, Body=b"Otra|Persona|1|Activo|1/2/2020|true|false\n")
     # Execute the scheduled run as a worker would: it reads the object in place and fills the job.
     result = run_flow(ingest_clientes, flow_run=run, parameters=run.parameters)
     assert result["job_id"] == first.json()["jobId"]
+    source = jobs.job_source(Database(os.environ["CLIENTES_DB_URL"]).engine, result["job_id"])
+    assert source is not None and source.version is not None
+    assert source.version.version_id == head["VersionId"]  # recorded: a resumed run reads this version too
     job = runs_client.get(f"/jobs/{first.json()['jobId']}", headers=AUTH).json()
     assert job["status"] == "completed_with_rejects" and job["totalLines"] == 2500
     assert job["rowsLoaded"] + job["rowsRejected"] + job["blankLines"] == 2500 and job["chunkCount"] > 3
 
     # A new version of the object (new ETag) is a new run.
-    aws_s3_client.put_object(Bucket=aws_bucket, Key=KEY, Body=path.read_bytes()[:5000])
     newer = runs_client.post("/runs", json={"source": source}, headers=AUTH)
     assert newer.status_code == 202
     assert newer.json()["flowRunId"] != first.json()["flowRunId"]

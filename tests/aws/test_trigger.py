@@ -300,8 +300,9 @@ def test_in_process_launcher_runs_each_event_once() -> None:
     calls: list[str] = []
     outcomes = iter([RuntimeError("db down"), {"job_id": 7}])
 
-    def flow(source: str) -> Any:
+    def flow(source: str, **pin: str) -> Any:
         calls.append(source)
+        assert pin == {"etag": "e1"}  # the run reads the version the event announced
         outcome = next(outcomes)
         if isinstance(outcome, Exception):
             raise outcome

@@ -109,7 +109,9 @@ def test_upload_triggers_exactly_one_deployment_run_that_loads_like_local(
         runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
     assert len(runs) == 1
     (run,) = runs
-    assert run.parameters == {"source": uri}
+    # Pinned to the version the event announced (moto's events carry the ETag, not a version id).
+    etag = aws_s3_client.head_object(Bucket=aws_resources["bucket"], Key=uri.split("/", 3)[3])["ETag"].strip('"')
+    assert run.parameters == {"source": uri, "etag": etag}
     assert run.idempotency_key and run.idempotency_key.startswith("s3-object-created:")
 
     # Execute the scheduled run here, as a worker would, reading the object in place with ranged GETs.

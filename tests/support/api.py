@@ -25,8 +25,9 @@ class RecordingLauncher:
         self.keys: dict[str, LaunchResult] = {}
 
     def launch(self, source: str, *, job_id: int | None, idempotency_key: str | None,
-               chunk_size: str | None = None) -> LaunchResult:
-        self.calls.append({"source": source, "job_id": job_id, "key": idempotency_key, "chunk_size": chunk_size})
+               chunk_size: str | None = None, pin: dict[str, str] | None = None) -> LaunchResult:
+        self.calls.append({"source": source, "job_id": job_id, "key": idempotency_key, "chunk_size": chunk_size,
+                           "pin": pin})
         result = LaunchResult(str(uuid.uuid4()), True, "in-process", job_id)
         if idempotency_key:
             self.keys[idempotency_key] = result

@@ -18,6 +18,7 @@ The tests share one stack and run in file order (the last one stops it).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import subprocess
@@ -324,6 +325,75 @@ def test_e2e_api_upload_runs_once_reports_counts_and_health_stays_fast(
     # mid-run, with another suite running): so 99% within budget, and no stall a blocked event loop would make.
     assert len(slow) <= len(probe.samples) // 100, detail
     assert all(ms < STALL_MS for _, ms in slow), detail
+
+
+# ------------------------------------------------------------------------------------------------- 3b
+
+
+def same_name_files(tmp_path: Path, mmyy: str, seeds: tuple[int, int]) -> list[Path]:
+    """Two different files with the same name (in two folders), of different sizes."""
+    paths = []
+    for n, seed in enumerate(seeds):
+        folder = tmp_path / f"copy{n}"
+        folder.mkdir()
+        paths.append(clientes_file(folder, mmyy, lines=2000 + 700 * n, seed=seed))
+    return paths
+
+
+def assert_each_loaded_once(db: Database, reference: Reference, paths: list[Path], job_ids: list[int]) -> None:
+    """Each file's rows are those of its own job, which completed, and no other job holds its content."""
+    for path, job_id in zip(paths, job_ids, strict=True):
+        expected_rows, expected_rejects = reference.load(path)
+        assert rows(db, job_id) == expected_rows and rejects(db, job_id) == expected_rejects, (path, job_id)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        with db.engine.connect() as conn:
+            holders = conn.execute(sa.select(ingest_jobs.c.id, ingest_jobs.c.status)
+                                   .where(ingest_jobs.c.sha256 == sha)).all()
+        assert [tuple(h) for h in holders] == [(job_id, "completed_with_rejects")], (path, holders)
+
+
+def test_e2e_two_different_same_name_files_through_the_api_both_load_once(
+    dev_stack: RunningStack, stack_db: Database, reference: Reference, tmp_path: Path
+) -> None:
+    paths = same_name_files(tmp_path, "0725", seeds=(701, 702))
+    auth = {"Authorization": f"Bearer {dev_stack.token}"}
+    accepted = []
+    for path in paths:  # back to back: the second is stored before the first run reads a byte
+        response = httpx.post(f"{dev_stack.api_url}/process", headers=auth, timeout=60,
+                              files={"file": (path.name, path.read_bytes(), "application/octet-stream")})
+        assert response.status_code == 202, response.text
+        accepted.append(response.json())
+    assert accepted[0]["sha256"] != accepted[1]["sha256"] and accepted[0]["jobId"] != accepted[1]["jobId"]
+    for answer in accepted:
+        assert_completed(dev_stack, wait_final(dev_stack, answer["flowRunId"]))
+    assert_each_loaded_once(stack_db, reference, paths, [a["jobId"] for a in accepted])
+
+
+def test_e2e_two_different_same_name_files_dropped_into_incoming_both_load_once(
+    dev_stack: RunningStack, stack_db: Database, reference: Reference, tmp_path: Path
+) -> None:
+    paths = same_name_files(tmp_path, "0825", seeds=(801, 802))
+    s3, key = dev_stack.s3(), f"incoming/{paths[0].name}"
+    for path in paths:  # the same key, back to back: the bucket keeps both versions
+        s3.upload_file(str(path), dev_stack.bucket, key)
+
+    deadline = time.monotonic() + 90
+    while len(found := runs_for_file(dev_stack, paths[0].name)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(found) == 2, f"expected a run per upload, got {len(found)}\n{dev_stack.diagnostics()}"
+    finished = [wait_final(dev_stack, str(run.id)) for run in found]
+    for run in finished:
+        assert_completed(dev_stack, run)
+        assert run.parameters.get("etag") or run.parameters.get("version_id"), run.parameters  # pinned
+    by_sha = {}
+    for run in finished:
+        job_id = job_of_run(stack_db, str(run.id))
+        with stack_db.engine.connect() as conn:
+            sha = conn.execute(sa.select(ingest_jobs.c.sha256).where(ingest_jobs.c.id == job_id)).scalar_one()
+        by_sha[sha] = job_id
+    shas = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert set(by_sha) == set(shas), "each run must have loaded the version its event announced"
+    assert_each_loaded_once(stack_db, reference, paths, [by_sha[sha] for sha in shas])
 
 
 # ------------------------------------------------------------------------------------------------- 4
