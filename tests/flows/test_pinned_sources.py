@@ -14,7 +14,7 @@ from support.loading import count, rows
 
 from clientes_ingest import jobs, staging
 from clientes_ingest.db import Database, clientes, ingest_rejects
-from clientes_ingest.generator import generate
+from clientes_ingest.devtools.generator import generate
 from clientes_ingest.storage import LocalStorage
 from flows.ingest import ingest_clientes
 
