@@ -338,17 +338,26 @@ def _register_existing(
             other = _get_job(conn, claim)
             assert other is not None
             return _decide_for_existing(conn, other, flow_run_id, lease_seconds, owner)
-        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(
-            **_staged_values(staged), status="running", started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
-            **_owned_by(owner, flow_run_id)))
-        if not has_chunks:
-            _insert_chunks(conn, job_id, staged.chunks)
-        if claim is None:
-            conn.execute(ingest_file_claims.insert().values(sha256=staged.sha256, job_id=job_id))
-        else:
-            conn.execute(ingest_file_claims.update().where(ingest_file_claims.c.sha256 == staged.sha256)
-                         .values(job_id=job_id, claimed_at=utcnow()))
+        running = dict(status="running", started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
+                       **_owned_by(owner, flow_run_id))
+        if has_chunks:  # planned at upload: that plan (and object) is the job's, whatever this run staged
+            conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(**running))
+            _claim(conn, staged.sha256, job_id, claim)
+            return Registration(job_id, Action.LOAD, job["source_uri"], _pending_chunks(conn, job_id),
+                                job["chunk_count"] or 0)
+        conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(**_staged_values(staged), **running))
+        _insert_chunks(conn, job_id, staged.chunks)
+        _claim(conn, staged.sha256, job_id, claim)
         return Registration(job_id, Action.LOAD, staged.uri, staged.chunks, len(staged.chunks))
+
+
+def _claim(conn: Connection, sha256: str, job_id: int, current: int | None) -> None:
+    """Make ``job_id`` the owner of content ``sha256`` (``current``: its owner so far, if any)."""
+    if current is None:
+        conn.execute(ingest_file_claims.insert().values(sha256=sha256, job_id=job_id))
+    else:
+        conn.execute(ingest_file_claims.update().where(ingest_file_claims.c.sha256 == sha256)
+                     .values(job_id=job_id, claimed_at=utcnow()))
 
 
 def holder(engine: Engine, job_id: int) -> Holder | None:

@@ -81,6 +81,28 @@ def test_a_pre_registered_job_is_filled_in_by_its_run(db_url: str, staged: jobs.
     assert jobs.get_job(db.engine, other).status == "duplicate"
 
 
+def test_a_job_planned_at_upload_keeps_its_plan_object_and_version(
+    db_url: str, staged: jobs.StagedFile, tmp_path: Path, sample_file: Path
+) -> None:
+    db = Database(db_url)
+    db.ensure_schema()
+    job_id = jobs.create_pending_job(db.engine, staged.uri, staged.name, staged=staged)
+    source = jobs.job_source(db.engine, job_id)
+    assert source is not None and source.staged == staged and source.version == staged.version is not None
+    # A run that staged the same content elsewhere, with another chunk size: the job's plan and object win.
+    elsewhere = stage(sample_file, LocalStorage(tmp_path / "elsewhere"), chunk_size=1 << 20)
+    assert elsewhere.sha256 == staged.sha256 and elsewhere.chunks != staged.chunks
+    registration = jobs.register_job(db.engine, elsewhere, job_id=job_id)
+    assert (registration.action, registration.uri, registration.pending) == (Action.LOAD, staged.uri, staged.chunks)
+    summary = jobs.get_job(db.engine, job_id)
+    assert (summary.status, summary.chunk_count, summary.source_uri) == ("running", len(staged.chunks), staged.uri)
+    assert jobs.job_source(db.engine, job_id).staged is None  # running now: a resume re-reads and re-checks
+    # Its content is claimed: another upload of it becomes a duplicate of this job.
+    other = jobs.create_pending_job(db.engine, staged.uri, staged.name, staged=staged)
+    assert jobs.register_job(db.engine, staged, job_id=other).job_id == job_id
+    assert jobs.get_job(db.engine, other).status == "duplicate"
+
+
 def test_job_id_errors_are_clear(db_url: str, staged: jobs.StagedFile, tmp_path: Path) -> None:
     db = Database(db_url)
     db.ensure_schema()
