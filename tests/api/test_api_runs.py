@@ -71,9 +71,9 @@ def test_the_same_object_version_always_answers_the_same_run(
     # Execute the scheduled run as a worker would: it reads the object in place and fills the job.
     result = run_flow(ingest_clientes, flow_run=run, parameters=run.parameters)
     assert result["job_id"] == first.json()["jobId"]
-    source = jobs.job_source(Database(os.environ["CLIENTES_DB_URL"]).engine, result["job_id"])
-    assert source is not None and source.version is not None
-    assert source.version.version_id == head["VersionId"]  # recorded: a resumed run reads this version too
+    pinned = jobs.job_source(Database(os.environ["CLIENTES_DB_URL"]).engine, result["job_id"])
+    assert pinned is not None and pinned.version is not None
+    assert pinned.version.version_id == head["VersionId"]  # recorded: a resumed run reads this version too
     job = runs_client.get(f"/jobs/{first.json()['jobId']}", headers=AUTH).json()
     assert job["status"] == "completed_with_rejects" and job["totalLines"] == 2500
     assert job["rowsLoaded"] + job["rowsRejected"] + job["blankLines"] == 2500 and job["chunkCount"] > 3
