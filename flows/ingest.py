@@ -25,6 +25,7 @@ from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.staging import resolve_source
 from clientes_ingest.storage import ObjectVersion
 from clientes_ingest.tasks import (
+    emit_job_events,
     fail_job,
     finalize_job,
     load_resources,
@@ -33,6 +34,7 @@ from clientes_ingest.tasks import (
     read_chunks,
     read_job,
     read_job_source,
+    read_reject_history,
     register_job,
     stage_file,
 )
@@ -87,6 +89,7 @@ def ingest_clientes(
     except Exception as exc:
         if job_id is not None:
             fail_job(db, job_id, str(exc))
+            emit_job_events(read_job(db, job_id))
         raise
     registration = register_job(db, staged, force, job_id, str(runtime.flow_run.id or "") or None,
                                 settings.job_lease_seconds)
@@ -119,7 +122,9 @@ def ingest_clientes(
         update_progress_artifact(progress_id, 100.0 * done / total)
 
     summary = finalize_job(db, registration.job_id, policy)
-    publish_report(summary, read_chunks(db, registration.job_id))
+    trends = publish_report(summary, read_chunks(db, registration.job_id),
+                            read_reject_history(db, registration.job_id))
+    emit_job_events(summary, trends)
     if summary.status == REJECTED_FILE:
         raise IngestFailed(f"job {summary.job_id} {summary.error}", summary.job_id)
     if summary.status == "failed":

@@ -27,8 +27,9 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
+from prefect.events import emit_event
 
-from clientes_ingest import jobs, lease, progress, report, resources, staging
+from clientes_ingest import job_events, jobs, lease, progress, quality, report, resources, staging
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
 from clientes_ingest.guard import RejectPolicy
@@ -248,13 +249,51 @@ def fail_job(db: Database, job_id: int, error: str) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def publish_report(summary: jobs.JobSummary, chunks: list[dict[str, Any]] | None = None) -> None:
-    """Publish the run's summary (markdown) and its rejects by reason (table) as artifacts."""
+def publish_report(
+    summary: jobs.JobSummary, chunks: list[dict[str, Any]] | None = None,
+    history: list[quality.PastJob] | None = None,
+) -> list[quality.ReasonTrend]:
+    """Publish the run's summary (markdown, with the reject-share trend) and its rejects by reason (table).
+
+    Returns the trend of each reason against ``history`` (the last completed jobs).
+    """
     key = f"clientes-job-{summary.job_id}"
-    create_markdown_artifact(markdown=report.summary_markdown(summary, chunks), key=key,
-                             description=f"Ingest job {summary.job_id}: {summary.status}")
+    trends = quality.compare(summary, history or [])
+    markdown = report.summary_markdown(summary, chunks) + "\n" + quality.trend_markdown(trends, len(history or []))
+    create_markdown_artifact(markdown=markdown, key=key, description=f"Ingest job {summary.job_id}: {summary.status}")
     create_table_artifact(table=report.rejects_table(summary), key=f"{key}-rejects",
                           description=f"Rejects by reason, job {summary.job_id}")
+    return trends
+
+
+@task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
+def read_reject_history(db: Database, job_id: int) -> list[quality.PastJob]:
+    """Rejects per reason of the last completed jobs before this one (for the trend)."""
+    return quality.reject_history(db.engine, job_id)
+
+
+@task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
+def emit_job_events(summary: jobs.JobSummary, trends: list[quality.ReasonTrend] | None = None) -> list[str]:
+    """Emit the Prefect event of the job's final status, and one for reject-share jumps; returns their names.
+
+    Emitted from the task run, so Prefect relates them to the flow run, its deployment and tags.
+    """
+    emitted = []
+    for event in (job_events.lifecycle_event(summary), job_events.jump_event(summary, quality.jumps(trends or []))):
+        if event is not None:
+            emit_event(event=event.event, resource=event.resource, payload=event.payload)
+            emitted.append(event.event)
+    if emitted:
+        get_run_logger().info("job %d: emitted %s", summary.job_id, ", ".join(emitted))
+    return emitted
+
+
+@task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
+def read_snapshot(db: Database) -> dict[str, int | None]:
+    """The job ``clientes_vigentes`` shows now and its row count."""
+    from clientes_ingest.db import current_snapshot
+
+    return current_snapshot(db.engine)
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
