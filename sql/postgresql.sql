@@ -95,3 +95,11 @@ CREATE TABLE ingest_file_claims (
 	PRIMARY KEY (sha256), 
 	FOREIGN KEY(job_id) REFERENCES ingest_jobs (id)
 );
+
+CREATE OR REPLACE VIEW clientes_vigentes AS
+SELECT clientes."JobId", clientes."LineNumber", clientes."NombreCompleto", clientes."DNI", clientes."Estado", clientes."FechaIngreso", clientes."EsPEP", clientes."EsSujetoObligado", clientes."FechaCreacion"
+FROM clientes
+WHERE clientes."JobId" = (SELECT ingest_jobs.id
+FROM ingest_jobs
+WHERE ingest_jobs.status IN ('completed', 'completed_with_rejects') ORDER BY ingest_jobs.finished_at DESC, ingest_jobs.id DESC
+ LIMIT 1);

@@ -178,14 +178,71 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached; the message names it without the password."""
 
 
+# The current client base: the rows of the latest successfully completed job (docs/operations.md).
+VIGENTES_VIEW = "clientes_vigentes"
+_CREATE_VIEW = {"mssql": "CREATE OR ALTER VIEW", "postgresql": "CREATE OR REPLACE VIEW",
+                "sqlite": "CREATE VIEW IF NOT EXISTS"}
+
+
+def vigentes_select() -> sa.Select[Any]:
+    """The rows of the completed job (with or without rejects) that finished last; ties go to the newer job."""
+    from clientes_ingest.jobs import DONE_STATUSES  # jobs imports this module
+
+    j = ingest_jobs.c
+    latest = (sa.select(j.id).where(j.status.in_(DONE_STATUSES)).order_by(j.finished_at.desc(), j.id.desc())
+              .limit(1).scalar_subquery())
+    return sa.select(*clientes.c).where(clientes.c.JobId == latest)
+
+
+def view_ddl(dialect_name: str, create: str | None = None) -> str:
+    """``CREATE ... VIEW clientes_vigentes AS SELECT ...`` for a dialect (idempotent form unless ``create``)."""
+    dialect = _dialect(dialect_name)
+    query = vigentes_select().compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    select = "\n".join(line.rstrip() for line in str(query).splitlines())
+    return f"{create or _CREATE_VIEW[dialect_name]} {VIGENTES_VIEW} AS\n{select}"
+
+
+def current_snapshot(engine: Engine) -> dict[str, int | None]:
+    """Which job ``clientes_vigentes`` shows and how many rows it has."""
+    view = sa.table(VIGENTES_VIEW, sa.column("JobId"))
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(sa.func.max(view.c.JobId), sa.func.count()).select_from(view)).one()
+    return {"job_id": None if row[0] is None else int(row[0]), "rows": int(row[1])}
+
+
+@sa.event.listens_for(metadata, "after_create")
+def _create_view(_target: sa.MetaData, connection: Connection, **_kw: Any) -> None:
+    """``create_all`` also creates the view when it is missing (another run may be creating it too)."""
+    name = connection.dialect.name
+    if VIGENTES_VIEW in sa.inspect(connection).get_view_names():
+        return
+    if name == "sqlite":
+        connection.exec_driver_sql(view_ddl(name))
+        return
+    try:
+        with connection.begin_nested():
+            connection.exec_driver_sql(view_ddl(name, create="CREATE VIEW"))
+    except DBAPIError:
+        if VIGENTES_VIEW not in sa.inspect(connection).get_view_names():
+            raise
+
+
+@sa.event.listens_for(metadata, "before_drop")
+def _drop_view(_target: sa.MetaData, connection: Connection, **_kw: Any) -> None:
+    connection.exec_driver_sql(f"DROP VIEW IF EXISTS {VIGENTES_VIEW}")
+
+
 def schema_ddl(dialect_name: str) -> str:
-    """The DDL of every table and index, compiled for ``mssql``, ``postgresql`` or ``sqlite``."""
+    """The DDL of every table, index and view, compiled for ``mssql``, ``postgresql`` or ``sqlite``."""
     dialect = _dialect(dialect_name)
     statements = []
     for table in metadata.sorted_tables:
         statements.append(str(CreateTable(table).compile(dialect=dialect)).strip() + ";")
         for index in sorted(table.indexes, key=lambda i: i.name or ""):
             statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";")
+    view = view_ddl(dialect_name) + ";"
+    # sqlcmd: a view must be the only statement of its batch.
+    statements.append(f"GO\n{view}\nGO" if dialect_name == "mssql" else view)
     header = f"-- clientes-ingest schema for {dialect_name}, generated from clientes_ingest.db.metadata.\n"
     header += "-- Regenerate with: clientes-ingest schema --dialect " + dialect_name + "\n\n"
     return header + "\n\n".join(statements) + "\n"
@@ -295,8 +352,8 @@ class Database:
             raise DatabaseUnavailable(self.describe_error(exc)) from None
 
     def ensure_schema(self) -> None:
-        """Create missing tables, and add the nullable columns a database made by an older version lacks
-        (idempotent; the only upgrade there is: new columns are always nullable)."""
+        """Create missing tables and the ``clientes_vigentes`` view, and add the nullable columns a database made
+        by an older version lacks (idempotent; the only upgrade there is: new columns are always nullable)."""
         try:
             metadata.create_all(self.engine, checkfirst=True)
             add_missing_columns(self.engine)
@@ -304,6 +361,7 @@ class Database:
             if _is_connection_error(exc):
                 raise DatabaseUnavailable(self.describe_error(exc)) from None
             raise
+
 
     def dispose(self) -> None:
         with _ENGINES_LOCK:
