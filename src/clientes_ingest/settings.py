@@ -120,6 +120,17 @@ class Settings(BaseSettings):
 
     api_token: SecretStr | None = None
 
+    # Alerts (automations/, docs/operations.md): where notifications go, and the missed-file window
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, description="generic webhook the automations POST {subject, body} to")
+    alert_webhook_token: SecretStr | None = Field(
+        default=None, description="bearer token sent to alert_webhook_url")
+    alert_slack_webhook_url: SecretStr | None = Field(default=None, description="Slack incoming-webhook URL")
+    alert_block: str | None = Field(
+        default=None, description="an existing notification block <type-slug>/<name> (e-mail, Teams, ...)")
+    missed_file_hours: float = Field(
+        default=4, gt=0, description="alarm when a scheduled run has not completed a job this long after it started")
+
     @field_validator("db_write_limit")
     @classmethod
     def _limit_name(cls, value: str) -> str:
