@@ -31,11 +31,15 @@ EXPECTED_POOLS = {
     "ingest-clientes/local": "local-process",
     "recover-abandoned-jobs/k8s": "kubernetes-pool",
     "recover-abandoned-jobs/local": "local-process",
+    "clientes-snapshot-ready/k8s": "kubernetes-pool",
+    "clientes-snapshot-ready/local": "local-process",
 }
 ENTRYPOINTS = {"ingest-clientes": "flows/ingest.py:ingest_clientes",
-               "recover-abandoned-jobs": "flows/recover.py:recover_abandoned_jobs"}
-K8S = ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s")
-LOCAL = ("ingest-clientes/local", "recover-abandoned-jobs/local")
+               "recover-abandoned-jobs": "flows/recover.py:recover_abandoned_jobs",
+               "clientes-snapshot-ready": "flows/snapshot.py:clientes_snapshot_ready"}
+K8S = ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s")
+LOCAL = ("ingest-clientes/local", "recover-abandoned-jobs/local", "clientes-snapshot-ready/local")
+DOWNSTREAM = ("clientes-snapshot-ready/k8s", "clientes-snapshot-ready/local")
 DAILY_SOURCE = "s3://clientes-ingest/incoming/CLIENTES_IN_{MMYY}.dat"
 
 
@@ -57,7 +61,7 @@ def test_prefect_deploy_accepts_the_file(prefect_yaml: dict[str, Any]) -> None:
     from prefect.cli.deploy._models import PrefectYamlModel  # what `prefect deploy` validates with
 
     model = PrefectYamlModel.model_validate(prefect_yaml)
-    assert [d.name for d in model.deployments] == ["k8s", "local", "k8s", "local"]
+    assert [d.name for d in model.deployments] == ["k8s", "local", "k8s", "local", "k8s", "local"]
 
 
 def test_deployments_and_pools(deployments: dict[str, dict[str, Any]]) -> None:
@@ -195,3 +199,21 @@ def test_no_secret_values(prefect_yaml: dict[str, Any]) -> None:
     leaves = _walk(prefect_yaml)
     assert not [path for path, _ in leaves if SECRET_KEY.search(path.rsplit(".", 1)[-1])]
     assert not [path for path, value in leaves if isinstance(value, str) and "://" in value and "@" in value]
+
+
+@pytest.mark.parametrize("name", DOWNSTREAM)
+def test_downstream_hook_triggers_on_each_completed_job(deployments: dict[str, dict[str, Any]], name: str) -> None:
+    from prefect.events import DeploymentEventTrigger
+
+    from clientes_ingest.job_events import COMPLETED
+
+    (declared,) = deployments[name]["triggers"]
+    trigger = DeploymentEventTrigger.model_validate(declared)  # what `prefect deploy` builds from it
+    assert trigger.enabled and trigger.expect == {COMPLETED}
+    assert trigger.match.root == {"prefect.resource.id": "clientes.job.*"}
+    assert trigger.posture == "Reactive" and trigger.threshold == 1
+    # The run gets the job id from the event's payload (an int, see job_events.job_counts).
+    assert trigger.parameters == {"job_id": "{{ event.payload.job_id }}"}
+    params, required = _flow_params(flow_def(deployments[name]["entrypoint"])[0])
+    assert required == {"job_id"} == set(trigger.parameters)
+    assert deployments[name]["schedules"] == []
