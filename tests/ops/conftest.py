@@ -7,6 +7,7 @@ Requires: free ports on 127.0.0.1; nothing leaves 127.0.0.1.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -66,7 +67,7 @@ def http_sink() -> Iterator[HttpSink]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with sink.lock:
                 sink.received.append({"path": self.path, "headers": dict(self.headers),
-                                      "json": json.loads(body or b"{}")})
+                                      "at": dt.datetime.now(dt.UTC), "json": json.loads(body or b"{}")})
             self.send_response(200)
             self.end_headers()
 

@@ -6,6 +6,7 @@ sink through the webhook block: a failed job, a crashed ingest run, and the proa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from clientes_ingest.db import Database
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 TOKEN = "sink-token-51c0"  # noqa: S105 - the test sink's own token
-WINDOW_SECONDS = 45  # the missed-file window of these tests (CLIENTES_MISSED_FILE_HOURS = 45 s)
+WINDOW_SECONDS = 90  # the missed-file window of these tests (CLIENTES_MISSED_FILE_HOURS = 90 s)
 GOOD_LINES = "María|Gómez|45678901|Activo|11/13/2021|true|false\nJuan|Pérez|12345678|Inactivo|8/9/2022|false|\n"
 DECLARED = sorted(yaml.safe_load(p.read_text().replace("${", "{"))["name"]
                   for p in (REPO / "automations").glob("*.yaml"))
@@ -55,6 +56,13 @@ def applied(prefect_server: PrefectServer, http_sink: HttpSink) -> PrefectServer
     assert "custom-webhook/clientes-alerts: created" in first
     second = apply(prefect_server, alert_env(http_sink))
     assert all(f"{name}: updated" in second for name in DECLARED), second
+    # The downstream hook of prefect.yaml, applied as the dev stack does (its runs stay scheduled: no worker).
+    env = prefect_server.env(CLIENTES_PROJECT_DIR=str(REPO))
+    for args in (["work-pool", "create", "local-process", "--type", "process", "--overwrite"],
+                 ["--no-prompt", "deploy", "--name", "clientes-snapshot-ready/local"]):
+        done = subprocess.run([sys.executable, "-m", "prefect", *args], env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=300, check=False)
+        assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     time.sleep(5)  # the server's trigger service loads automations shortly after they change
     return prefect_server
 
@@ -65,7 +73,7 @@ def test_apply_creates_each_declared_automation_once_and_updates_it(applied: Pre
     by_name = {a["name"]: a for a in found}
     missed = by_name["clientes-ingest: daily file not loaded"]
     assert missed["trigger"]["posture"] == "Proactive"
-    assert missed["trigger"]["within"] == WINDOW_SECONDS  # the second apply updated the first one's 10 s
+    assert missed["trigger"]["within"] == WINDOW_SECONDS  # the second apply updated the first one (10 s)
     for automation in found:
         assert automation["enabled"]
         assert [a["type"] for a in automation["actions"]] == ["send-notification"]
@@ -145,29 +153,57 @@ with tags("auto-scheduled"):  # what Prefect's scheduler puts on the daily sched
 """
 
 
+def occurred(event: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromisoformat(event["occurred"].replace("Z", "+00:00"))
+
+
+def scheduled_pending(server: PrefectServer, count: int) -> dict[str, Any]:
+    """The latest Pending event of an auto-scheduled run (the alarm's window starts there)."""
+    found = [e for e in server.wait_events("prefect.flow-run.Pending", count)
+             if any(r["prefect.resource.id"] == "prefect.tag.auto-scheduled" for r in e["related"])]
+    assert len(found) == count, [e["related"] for e in found]
+    return max(found, key=occurred)
+
+
+def downstream_runs(server: PrefectServer, timeout: float) -> list[dict[str, Any]]:
+    """Parameters of the runs of clientes-snapshot-ready/local, once there is at least one."""
+    deadline = time.monotonic() + timeout
+    with server.client() as client:
+        deployment = client.get("/deployments/name/clientes-snapshot-ready/local").json()
+        while True:
+            runs = client.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [deployment["id"]]}}}).json()
+            if runs or time.monotonic() > deadline:
+                return [run["parameters"] for run in runs]
+            time.sleep(1)
+
+
 def test_the_missed_file_alarm_fires_only_when_no_job_completes_in_the_window(
     applied: PrefectServer, http_sink: HttpSink, tmp_path: Path
 ) -> None:
     env = {"CLIENTES_DB_URL": f"sqlite:///{tmp_path / 'ok.db'}", "CLIENTES_STORAGE_ROOT": str(tmp_path / "store")}
     subject = "daily CLIENTES_IN file was not loaded"
+    window = dt.timedelta(seconds=WINDOW_SECONDS)
     # A scheduled run that loads its file: its clientes.job.completed arrives within the window.
     source = tmp_path / "CLIENTES_IN_0625.dat"
     source.write_text(GOOD_LINES, encoding="utf-8")
-    started = time.monotonic()
     done = run_python(applied, SCHEDULED_RUN.format(source=str(source)), env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert time.monotonic() - started < WINDOW_SECONDS, "the run took longer than the window: nothing to prove"
-    assert len(applied.wait_events("clientes.job.completed")) == 1
-    assert http_sink.wait_for(subject, timeout=WINDOW_SECONDS + 20) is None, "alarm fired although the job completed"
+    pending = occurred(scheduled_pending(applied, 1))
+    (completed,) = applied.wait_events("clientes.job.completed")
+    assert occurred(completed) - pending < window, "the run took longer than the window: nothing to prove"
+    # The downstream hook: the completion started one run of clientes-snapshot-ready/local for that job.
+    assert downstream_runs(applied, timeout=60) == [{"job_id": completed["payload"]["job_id"]}]
+    quiet_until = (pending + window - dt.datetime.now(dt.UTC)).total_seconds() + 20
+    assert http_sink.wait_for(subject, timeout=quiet_until) is None, "alarm fired although the job completed"
 
     # A scheduled run whose file never arrived: it fails, no job completes, the alarm fires after the window.
-    started = time.monotonic()
     done = run_python(applied, SCHEDULED_RUN.format(source=str(tmp_path / "CLIENTES_IN_0725.dat")), env)
     assert done.returncode != 0
-    notification = http_sink.wait_for(subject, timeout=WINDOW_SECONDS + 90)
+    pending = occurred(scheduled_pending(applied, 2))
+    notification = http_sink.wait_for(subject, timeout=WINDOW_SECONDS + 120)
     assert notification is not None, f"no alarm; sink got {http_sink.subjects()}\n{applied.log_tail()}"
-    assert time.monotonic() - started >= WINDOW_SECONDS - 10  # not before the window (run start ~ Pending)
-    assert "45 h" not in notification["json"]["body"] and "0.0125 h" in notification["json"]["body"]
+    assert notification["at"] >= pending + window  # not before the window ended
+    assert f"{WINDOW_SECONDS / 3600:g} h" in notification["json"]["body"]  # CLIENTES_MISSED_FILE_HOURS
 
 
 def test_job_rows_are_not_in_any_event(applied: PrefectServer) -> None:
