@@ -28,6 +28,7 @@ COPY src ./src
 COPY flows ./flows
 COPY blocks ./blocks
 COPY deployments ./deployments
+COPY automations ./automations
 RUN pip install --no-deps .
 
 # -------------------------------------------------------------------------------------- runtime

@@ -24,7 +24,7 @@ from prefect.events.schemas.automations import AutomationCore
 from pydantic import ValidationError
 
 from blocks.alerts import ensure_alert_block
-from clientes_ingest.settings import Settings, load_settings
+from clientes_ingest.settings import Settings
 
 DECLARATIONS = Path(__file__).resolve().parent
 Outcome = Literal["created", "updated"]
@@ -89,15 +89,7 @@ def apply_all(settings: Settings, directory: Path = DECLARATIONS) -> tuple[str, 
     return target, apply_automations(load_declarations(template_values(settings), block_id, directory))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Apply the declarations of this folder; print the notification target and one line per automation."""
-    del argv  # everything comes from CLIENTES_* settings
-    target, results = apply_all(load_settings())
-    print(f"notifications: {target}")
-    for name, outcome in results.items():
-        print(f"{name}: {outcome}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from clientes_ingest.cli import main
+
+    sys.exit(main(["automations", "apply"]))

@@ -112,7 +112,7 @@ def test_services_run_the_expected_programs() -> None:
     assert programs == {
         "schema": ["clientes-ingest"],
         "aws-init": ["clientes-ingest"],
-        "setup": ["prefect", "clientes-ingest", "prefect"],
+        "setup": ["prefect", "clientes-ingest", "clientes-ingest", "prefect"],
         "worker": ["prefect"],
         "api": ["clientes-ingest-api"],
         "trigger": ["clientes-ingest-trigger"],
@@ -120,20 +120,22 @@ def test_services_run_the_expected_programs() -> None:
 
 
 def test_setup_creates_the_pool_and_deploys_the_local_deployments() -> None:
-    create, _, deploy = commands_of(SERVICES["setup"]["command"])
+    create, blocks, automations, deploy = commands_of(SERVICES["setup"]["command"])
+    assert [check_command(blocks), check_command(automations)] == ["cmd_blocks_register", "cmd_automations_apply"]
     _, args = parse_prefect_cli(create)
     assert (args["name"], args["type"]) == ("local-process", "process")
     _, args = parse_prefect_cli(deploy)
-    assert args["names"] == ["ingest-clientes/local", "recover-abandoned-jobs/local"]
+    assert args["names"] == ["ingest-clientes/local", "recover-abandoned-jobs/local", "clientes-snapshot-ready/local"]
     assert "--no-prompt" in deploy, "prefect deploy must not wait for input"
     deployments = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]
     declared = [(d["entrypoint"], d["name"], d["work_pool"]["name"]) for d in deployments]
     assert ("flows/ingest.py:ingest_clientes", "local", "local-process") in declared
     assert ("flows/recover.py:recover_abandoned_jobs", "local", "local-process") in declared
+    assert ("flows/snapshot.py:clientes_snapshot_ready", "local", "local-process") in declared
 
 
 def test_trigger_starts_runs_of_the_registered_deployment() -> None:
-    _, _, deploy = commands_of(SERVICES["setup"]["command"])
+    deploy = commands_of(SERVICES["setup"]["command"])[-1]
     registered = parse_prefect_cli(deploy)[1]["names"]
     (ingest,) = [name for name in registered if name.startswith("ingest-clientes/")]
     assert SERVICES["trigger"]["environment"]["CLIENTES_TRIGGER_DEPLOYMENT"] == ingest

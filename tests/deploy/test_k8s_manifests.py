@@ -328,18 +328,19 @@ def test_deploy_job_registers_pool_blocks_and_k8s_deployment() -> None:
     (container,) = _pod_spec(_find("Job", "prefect-deploy"))["containers"]
     commands = commands_of(container["command"])
     resolved = [check_command(argv) for argv in commands]
-    assert resolved == ["prefect.cli.work_pool.create", "cmd_blocks_register", "prefect.cli.deploy._commands.deploy"]
+    assert resolved == ["prefect.cli.work_pool.create", "cmd_blocks_register", "cmd_automations_apply",
+                        "prefect.cli.deploy._commands.deploy"]
     _, create = parse_prefect_cli(commands[0])
     assert (create["name"], create["type"], create["overwrite"]) == ("kubernetes-pool", "kubernetes", True)
     assert REPO / str(create["base_job_template"]) == TEMPLATE_PATH  # relative to workingDir
     assert container["workingDir"] == final_workdir()
-    _, deploy = parse_prefect_cli(commands[2])
-    assert deploy["names"] == ["ingest-clientes/k8s", "recover-abandoned-jobs/k8s"]
+    _, deploy = parse_prefect_cli(commands[3])
+    assert deploy["names"] == ["ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s"]
 
 
 def test_trigger_starts_runs_of_the_registered_deployment() -> None:
     (container,) = _pod_spec(_find("Job", "prefect-deploy"))["containers"]
-    registered, _recovery = parse_prefect_cli(commands_of(container["command"])[2])[1]["names"]
+    registered, _recovery, _downstream = parse_prefect_cli(commands_of(container["command"])[-1])[1]["names"]
     assert _find("ConfigMap", "clientes-ingest-config")["data"]["CLIENTES_TRIGGER_DEPLOYMENT"] == registered
 
 
@@ -430,7 +431,7 @@ def test_prefect_server_refuses_a_deployment_or_run_that_overrides(name: str) ->
 
 
 def test_prefect_server_accepts_what_a_run_may_vary(deployments: dict[str, dict[str, Any]]) -> None:
-    for name in ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s"):
+    for name in ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s"):
         _validate_job_variables(deployments[name]["work_pool"]["job_variables"])
     _validate_job_variables({"memory_limit": "512Mi", "cpu_limit": "500m", "finished_job_ttl": 600})
 

@@ -35,8 +35,8 @@ def alert_env(sink: HttpSink, **extra: str) -> dict[str, str]:
 
 
 def apply(server: PrefectServer, env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "automations.apply"], env=server.env(**env), cwd=REPO,
-                          capture_output=True, text=True, timeout=180, check=False)
+    done = subprocess.run([sys.executable, "-m", "clientes_ingest.cli", "automations", "apply"],
+                          env=server.env(**env), cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, f"automations apply failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 

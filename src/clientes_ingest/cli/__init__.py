@@ -1,5 +1,5 @@
 """The ``clientes-ingest`` command: generate test files, run the ingest flow, resume abandoned jobs,
-inspect jobs, print or apply the schema, provision AWS resources and register blocks.
+inspect jobs, print or apply the schema, provision AWS resources, register blocks and apply the automations.
 
 Exit codes: 0 success (rejected lines are not failures), 1 the job failed (or its file was refused as
 ``rejected_file``), 2 bad input or usage, 3 the database is unreachable, 4 (``run``) the file's job is held
@@ -15,10 +15,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from clientes_ingest.cli import admin, generate, jobs, recover, run, schema
+from clientes_ingest.cli import admin, automations, generate, jobs, recover, run, schema
 from clientes_ingest.cli.common import CliError
 
-COMMANDS = (generate, run, recover, jobs, schema, admin)  # each module adds its subcommands
+COMMANDS = (generate, run, recover, jobs, schema, admin, automations)  # each module adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,8 +2,9 @@
 
 ``DevStack.start()`` starts, as child processes each in its own process group: a moto server (S3 + SQS,
 provisioned like ``clientes-ingest aws init``), a Prefect server with its UI, the process work pool
-``local-process`` with the blocks and the deployments ``ingest-clientes/local`` and
-``recover-abandoned-jobs/local`` applied from prefect.yaml,
+``local-process`` with the blocks, the automations of ``automations/`` and the deployments
+``ingest-clientes/local``, ``recover-abandoned-jobs/local`` and ``clientes-snapshot-ready/local`` applied
+from prefect.yaml,
 a worker, the SQS trigger service and the webhook API. The Prefect server requires HTTP basic auth with an
 auth string generated per start (``PREFECT_SERVER_API_AUTH_STRING`` on the server, ``PREFECT_API_AUTH_STRING``
 in every child's env; docs/security.md). It waits for each one to answer its health check
@@ -52,6 +53,7 @@ __all__ = ["DevStack", "Service", "StackError", "banner", "find_project_dir", "f
 
 LOCAL_DEPLOYMENT = "ingest-clientes/local"
 RECOVERY_DEPLOYMENT = "recover-abandoned-jobs/local"
+SNAPSHOT_DEPLOYMENT = "clientes-snapshot-ready/local"  # the downstream hook (trigger on clientes.job.completed)
 LOCAL_POOL = "local-process"
 # The API stores uploads outside the trigger's incoming/ prefix: otherwise the bucket notification would
 # start a second run of the same upload, racing the API's run for the content claim.
@@ -177,14 +179,16 @@ class DevStack:
             self.start_prefect_server()
             self.run_tools(("work-pool", self.prefect_args("work-pool", "create", LOCAL_POOL, "--type", "process",
                                                            "--overwrite")),
-                           ("blocks", [sys.executable, "-m", "blocks.register"]))
+                           ("blocks", [sys.executable, "-m", "blocks.register"]),
+                           ("automations", [sys.executable, "-m", "clientes_ingest.cli", "automations", "apply"]))
             worker_port = free_port(self.client_host)
             worker_args = self.prefect_args("worker", "start", "--pool", LOCAL_POOL, "--type", "process",
                                             "--with-healthcheck")
             worker = self.supervisor.spawn("worker", worker_args,
                                            {"PREFECT_WORKER_WEBSERVER_HOST": self.client_host,
                                             "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port)})
-            self.deploy(LOCAL_DEPLOYMENT, RECOVERY_DEPLOYMENT)  # while the worker boots: it only needs the pool
+            # While the worker boots: it only needs the pool.
+            self.deploy(LOCAL_DEPLOYMENT, RECOVERY_DEPLOYMENT, SNAPSHOT_DEPLOYMENT)
             self.supervisor.wait_http(worker, f"http://{self.client_host}:{worker_port}/health", timeout=60,
                             ready=self._worker_online)
             self.add_service("trigger", [sys.executable, "-m", "deployments.trigger"], f"{self.trigger_url}/health")
