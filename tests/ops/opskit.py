@@ -28,6 +28,7 @@ class PrefectServer:
     api_url: str
     home: Path
     log: Path
+    applied_at: float = 0.0  # time.monotonic() when the automations were applied
 
     def env(self, **extra: str) -> dict[str, str]:
         """A child's environment pointed at this server and nothing else of the caller's Prefect."""

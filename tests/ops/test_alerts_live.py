@@ -20,7 +20,7 @@ from opskit import REPO, HttpSink, PrefectServer, run_python
 
 from clientes_ingest.db import Database
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.timeout(2400)]  # a busy machine: minutes
 
 TOKEN = "sink-token-51c0"  # noqa: S105 - the test sink's own token
 WINDOW_SECONDS = 90  # the missed-file window of these tests (CLIENTES_MISSED_FILE_HOURS = 90 s)
@@ -56,6 +56,7 @@ def applied(prefect_server: PrefectServer, http_sink: HttpSink) -> PrefectServer
     assert "custom-webhook/clientes-alerts: created" in first
     second = apply(prefect_server, alert_env(http_sink))
     assert all(f"{name}: updated" in second for name in DECLARED), second
+    prefect_server.applied_at = time.monotonic()
     # The downstream hook of prefect.yaml, applied as the dev stack does (its runs stay scheduled: no worker).
     env = prefect_server.env(CLIENTES_PROJECT_DIR=str(REPO))
     for args in (["work-pool", "create", "local-process", "--type", "process", "--overwrite"],
@@ -180,6 +181,9 @@ def downstream_runs(server: PrefectServer, timeout: float) -> list[dict[str, Any
 def test_the_missed_file_alarm_fires_only_when_no_job_completes_in_the_window(
     applied: PrefectServer, http_sink: HttpSink, tmp_path: Path
 ) -> None:
+    # More than a window after the automations were applied, with no scheduled run yet: no alarm.
+    time.sleep(max(0.0, applied.applied_at + WINDOW_SECONDS + 15 - time.monotonic()))
+    assert "daily CLIENTES_IN file was not loaded" not in " ".join(http_sink.subjects())
     env = {"CLIENTES_DB_URL": f"sqlite:///{tmp_path / 'ok.db'}", "CLIENTES_STORAGE_ROOT": str(tmp_path / "store")}
     subject = "daily CLIENTES_IN file was not loaded"
     window = dt.timedelta(seconds=WINDOW_SECONDS)
