@@ -69,8 +69,13 @@ def applied(prefect_server: PrefectServer, http_sink: HttpSink) -> PrefectServer
 
 
 def test_apply_creates_each_declared_automation_once_and_updates_it(applied: PrefectServer) -> None:
-    found = automations(applied)
+    every = automations(applied)
+    found = [a for a in every if a["name"].startswith("clientes-ingest: ")]
     assert sorted(a["name"] for a in found) == DECLARED  # applied twice: still one of each
+    # The other one is the downstream hook's deployment trigger, created by `prefect deploy`.
+    (hook,) = [a for a in every if a not in found]
+    assert hook["trigger"]["expect"] == ["clientes.job.completed"]
+    assert [a["type"] for a in hook["actions"]] == ["run-deployment"]
     by_name = {a["name"]: a for a in found}
     missed = by_name["clientes-ingest: daily file not loaded"]
     assert missed["trigger"]["posture"] == "Proactive"
@@ -216,3 +221,21 @@ def test_job_rows_are_not_in_any_event(applied: PrefectServer) -> None:
         for event in applied.events(name):
             text = json.dumps(event, ensure_ascii=False)
             assert "María" not in text and "Gómez" not in text and "12345678" not in text
+
+
+def test_an_existing_notification_block_can_be_the_target(applied: PrefectServer, http_sink: HttpSink) -> None:
+    """CLIENTES_ALERT_BLOCK=<type>/<name> (e.g. an e-mail block made in the UI) wins over the webhook settings."""
+    code = ("from prefect.blocks.notifications import CustomWebhookNotificationBlock as B\n"
+            f"B(name='ops', url={http_sink.url + '/other'!r}, json_data={{'body': '{{{{body}}}}'}}).save('ops-other')\n"
+            "print(B.load('ops-other')._block_document_id)")
+    done = run_python(applied, code, {})
+    assert done.returncode == 0, done.stderr[-2000:]
+    block_id = done.stdout.split()[-1]
+    out = apply(applied, alert_env(http_sink, CLIENTES_ALERT_BLOCK="custom-webhook/ops-other"))
+    assert "notifications: custom-webhook/ops-other (existing block)" in out
+    ours = [a for a in automations(applied) if a["name"].startswith("clientes-ingest: ")]
+    assert {action["block_document_id"] for a in ours for action in a["actions"]} == {block_id}
+    missing = subprocess.run([sys.executable, "-m", "clientes_ingest.cli", "automations", "apply"],
+                             env=applied.env(CLIENTES_ALERT_BLOCK="custom-webhook/nope"), cwd=REPO,
+                             capture_output=True, text=True, timeout=180, check=False)
+    assert missing.returncode == 1 and "cannot load the notification block 'custom-webhook/nope'" in missing.stderr
