@@ -42,6 +42,9 @@ CREATE TABLE ingest_jobs (
 	finished_at DATETIME NULL, 
 	duration_s FLOAT NULL, 
 	error NVARCHAR(max) NULL, 
+	purge_started_at DATETIME NULL, 
+	purged_at DATETIME NULL, 
+	rows_purged_at DATETIME NULL, 
 	PRIMARY KEY (id)
 );
 

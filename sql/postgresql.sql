@@ -42,6 +42,9 @@ CREATE TABLE ingest_jobs (
 	finished_at TIMESTAMP WITHOUT TIME ZONE, 
 	duration_s FLOAT, 
 	error TEXT, 
+	purge_started_at TIMESTAMP WITHOUT TIME ZONE, 
+	purged_at TIMESTAMP WITHOUT TIME ZONE, 
+	rows_purged_at TIMESTAMP WITHOUT TIME ZONE, 
 	PRIMARY KEY (id)
 );
 

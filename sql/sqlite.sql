@@ -42,6 +42,9 @@ CREATE TABLE ingest_jobs (
 	finished_at DATETIME, 
 	duration_s FLOAT, 
 	error TEXT, 
+	purge_started_at DATETIME, 
+	purged_at DATETIME, 
+	rows_purged_at DATETIME, 
 	PRIMARY KEY (id)
 );
 

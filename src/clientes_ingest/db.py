@@ -67,6 +67,11 @@ ingest_jobs = sa.Table(
     sa.Column("finished_at", sa.DateTime),
     sa.Column("duration_s", sa.Float),
     sa.Column("error", sa.UnicodeText),
+    # Retention (clientes_ingest.retention): purge began (the job can no longer be resumed), stored file
+    # and rejects deleted, clientes rows deleted.
+    sa.Column("purge_started_at", sa.DateTime),
+    sa.Column("purged_at", sa.DateTime),
+    sa.Column("rows_purged_at", sa.DateTime),
 )
 sa.Index("ix_ingest_jobs_sha256", ingest_jobs.c.sha256)
 
@@ -370,6 +375,12 @@ class Database:
             engine.dispose()
 
 
+def add_column_statement(dialect: sa.engine.Dialect, table: sa.Table, column: sa.Column[Any]) -> str:
+    """``ALTER TABLE <table> ADD <column spec>`` in the dialect (valid T-SQL, PostgreSQL and SQLite)."""
+    spec = str(CreateColumn(column).compile(dialect=dialect)).strip()
+    return f"ALTER TABLE {dialect.identifier_preparer.quote(table.name)} ADD {spec}"
+
+
 def add_missing_columns(engine: Engine) -> list[str]:
     """``ALTER TABLE ... ADD`` every nullable column of the metadata that a table lacks; returns them.
 
@@ -384,11 +395,9 @@ def add_missing_columns(engine: Engine) -> list[str]:
                 continue
             if not column.nullable or column.primary_key:
                 raise RuntimeError(f"{table.name}.{column.name} is missing and NOT NULL: recreate the table")
-            spec = str(CreateColumn(column).compile(dialect=engine.dialect)).strip()
-            quoted = engine.dialect.identifier_preparer.quote(table.name)
             try:
                 with engine.begin() as conn:
-                    conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD {spec}")
+                    conn.exec_driver_sql(add_column_statement(engine.dialect, table, column))
             except DBAPIError:
                 names = {c["name"].lower() for c in sa.inspect(engine).get_columns(table.name)}
                 if column.name.lower() not in names:

@@ -227,6 +227,8 @@ def _decide_for_existing(
     """What to do with the job that owns this content. ``holder_dead``: its holder was found provably dead
     (by ``register_job``'s ``holder_is_dead``), so it is taken over although its lease has not expired."""
     job_id = int(job["id"])
+    if job["purge_started_at"] is not None and not (job["status"] in DONE_STATUSES and job["rows_purged_at"] is None):
+        raise JobError(purged_message(job) + "; load the file again as a new job with force (--force)")
     count = job["chunk_count"] or 0
     if job["status"] in DONE_STATUSES:
         return Registration(job_id, Action.ALREADY_LOADED, job["source_uri"], (), count)
@@ -238,6 +240,13 @@ def _decide_for_existing(
         fresh = _get_job(conn, job_id) if not live else job  # who won the takeover, if we lost it
         return Registration(job_id, Action.IN_PROGRESS, job["source_uri"], (), count, holder_of(fresh or job))
     return Registration(job_id, Action.RESUME, job["source_uri"], _pending_chunks(conn, job_id), count)
+
+
+def purged_message(job: sa.RowMapping) -> str:
+    """Why a purged job cannot be resumed or reloaded in place (retention deleted its file and rejects)."""
+    gone = "stored file, rejects and rows" if job["rows_purged_at"] is not None else "stored file and rejects"
+    return (f"job {job['id']} ({job['status']}) was purged by retention on {job['purge_started_at']:%Y-%m-%d %H:%M} "
+            f"(its {gone} are deleted) and cannot be resumed")
 
 
 def _get_job(conn: Connection, job_id: int) -> sa.RowMapping | None:
@@ -316,6 +325,8 @@ def _register_existing(
         job = _get_job(conn, job_id)
         if job is None:
             raise JobError(f"job {job_id} does not exist: omit job_id to register a new job")
+        if job["purge_started_at"] is not None:
+            raise JobError(purged_message(job) + "; omit job_id to load the file as a new job")
         if job["sha256"] not in (None, staged.sha256):
             raise JobError(f"job {job_id} was registered for other content (sha256 {job['sha256'][:12]}, "
                            f"this file is {staged.sha256[:12]}): omit job_id to register a new job")

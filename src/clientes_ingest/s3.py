@@ -239,6 +239,29 @@ class S3Storage:
             raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
         return True
 
+    def delete(self, uri: str) -> None:
+        """Delete ``uri`` with every version the bucket keeps of it (a plain delete on a versioned bucket
+        would only hide the bytes behind a delete marker: retention must remove the personal data)."""
+        bucket, key = split_s3_uri(uri)
+        try:
+            versions = [{"Key": key, "VersionId": entry["VersionId"]}
+                        for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                                                Prefix=key)
+                        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                        if entry["Key"] == key]
+            for start in range(0, len(versions), 1000):
+                response = self.client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": versions[start:start + 1000], "Quiet": True})
+                if response.get("Errors"):
+                    error = response["Errors"][0]
+                    raise StorageError(f"cannot delete {uri} version {error.get('VersionId')}: "
+                                       f"{error.get('Code')} {error.get('Message', '')}".strip())
+            if not versions:  # a bucket without versioning lists none
+                self.client.delete_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"cannot delete {uri}: {_describe(exc)}") from exc
+        self._pins.pop(uri, None)
+
     def store(self, source: Readable, name: str, on_block: BlockObserver | None = None) -> StoredObject:
         name = safe_name(name)
         key = f"{self.prefix}{upload_id()}/{name}"

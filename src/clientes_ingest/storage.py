@@ -100,6 +100,9 @@ class Storage(Protocol):
     def pin(self, uri: str, version: ObjectVersion) -> ObjectVersion:
         """Make every later read of ``uri`` read ``version``; ``VersionMismatch`` if it is gone."""
 
+    def delete(self, uri: str) -> None:
+        """Remove the object ``uri`` (retention); a missing object is not an error."""
+
 
 def hash_stream(
     read: Callable[[int], bytes], on_block: BlockObserver | None = None, sink: Callable[[bytes], object] | None = None
@@ -260,6 +263,18 @@ class LocalStorage:
                     raise StorageError(f"{path} is shorter than expected: ended {remaining} bytes before {end}")
                 remaining -= len(block)
                 yield block
+
+    def delete(self, uri: str) -> None:
+        if not self.owns(uri):
+            raise StorageError(f"{uri} is not in local storage at {self.root}: not deleting it")
+        path = self._path(uri)
+        try:
+            path.unlink(missing_ok=True)
+            # objects/<sha256>/ held only this name: drop the directory too (not if another name is in it).
+            if path.parent.parent == self.root / "objects" and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path}: {exc.strerror or exc}") from exc
 
     def remove_tmp(self) -> None:
         """Delete leftovers of interrupted stores."""

@@ -21,10 +21,13 @@ def stage(path: Path, storage: Storage, chunk_size: int) -> jobs.StagedFile:
 def load_file(
     db: Database, path: Path, storage_root: Path, *, chunk_size: int = 1 << 20, block_size: int = 1 << 16,
     max_line_bytes: int = 1 << 20, force: bool = False, policy: RejectPolicy | None = None,
+    storage: Storage | None = None,
 ) -> jobs.Registration:
-    """The flow's steps, called directly: stage, register, load every pending chunk, finalize."""
+    """The flow's steps, called directly: stage, register, load every pending chunk, finalize.
+
+    The file is stored in ``storage`` when given (e.g. S3), else in local storage at ``storage_root``."""
     db.ensure_schema()
-    storage = LocalStorage(storage_root)
+    storage = storage if storage is not None else LocalStorage(storage_root)
     staged = stage(path, storage, chunk_size)
     registration = jobs.register_job(db.engine, staged, force=force)
     for chunk in registration.pending:
