@@ -2,7 +2,8 @@
 PostgreSQL server), the Prefect test harness, and small CLIENTES files.
 
 Requires: PostgreSQL on 127.0.0.1:5432 with trust auth (``CLIENTES_TEST_PG_URL`` overrides the admin
-URL). Retry back-off is set to 0 s so retried tasks do not slow the suite.
+URL); for the ``mssql`` variants, a SQL Server admin URL in ``CLIENTES_TEST_MSSQL_URL``
+(docs/sqlserver-checks.md). Retry back-off is set to 0 s so retried tasks do not slow the suite.
 """
 
 from __future__ import annotations
@@ -71,11 +72,51 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'clientes.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+MSSQL_ENV = "CLIENTES_TEST_MSSQL_URL"
+MSSQL_SKIP = (f"{MSSQL_ENV} is not set: no SQL Server here. With Docker: docker compose up -d --wait sqlserver, "
+              "then the command in docs/sqlserver-checks.md")
+
+
+@pytest.fixture(scope="session")
+def mssql_database() -> Iterator[str]:
+    """A private database on the SQL Server named by CLIENTES_TEST_MSSQL_URL (created and dropped here)."""
+    admin_url = os.environ.get(MSSQL_ENV)
+    if not admin_url:
+        pytest.skip(MSSQL_SKIP)
+    name = f"clientes_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE [{name}]")
+    url = sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    from clientes_ingest.db import Database
+
+    Database(url).dispose()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE")
+        conn.exec_driver_sql(f"DROP DATABASE [{name}]")
+    admin.dispose()
+
+
+@pytest.fixture
+def mssql_url(mssql_database: str) -> str:
+    """The session's SQL Server database with an empty schema."""
+    from clientes_ingest.db import Database, metadata
+
+    db = Database(mssql_database)
+    metadata.drop_all(db.engine)
+    metadata.create_all(db.engine)
+    return mssql_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql", pytest.param("mssql", marks=pytest.mark.mssql)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test using it runs once on SQLite and once on PostgreSQL."""
+    """Each test using it runs on SQLite, on PostgreSQL and, when CLIENTES_TEST_MSSQL_URL names one, on SQL
+    Server (``pytest -m mssql`` runs only those; without the variable they are skipped, saying why)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'clientes.db'}"
+    if request.param == "mssql":
+        return str(request.getfixturevalue("mssql_url"))
     return str(request.getfixturevalue("pg_url"))
 
 

@@ -22,8 +22,7 @@ Requires: an engine with the schema; a function from a stored URI to the ``Stora
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,15 +30,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from clientes_ingest.db import clientes, ingest_file_claims, ingest_jobs, ingest_rejects, utcnow
+from clientes_ingest.settings import parse_age
 from clientes_ingest.storage import Storage, StorageError
 
 ACTIVE_STATUSES = ("running", "pending")  # never purged: a run holds the job, or one is about to start
 DONE_STATUSES = ("completed", "completed_with_rejects")
-DEFAULT_RETENTION = "30d"
 DEFAULT_BATCH_LINES = 50_000
 
-_AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 StorageFor = Callable[[str], Storage | None]
 
@@ -48,15 +45,9 @@ class PurgeError(RuntimeError):
     """A purge step failed; the message names the job and the cause."""
 
 
-def parse_age(value: str) -> dt.timedelta:
-    """``30d``, ``12h``, ``2w``, ``90m`` or ``45s`` as a timedelta (positive)."""
-    match = _AGE_RE.match(value)
-    if not match:
-        raise ValueError(f"cannot read age {value!r}: use a number and a unit s, m, h, d or w, e.g. 30d")
-    seconds = float(match.group(1)) * _AGE_UNITS[match.group(2).lower()]
-    if seconds <= 0:
-        raise ValueError(f"age must be positive, got {value!r}")
-    return dt.timedelta(seconds=seconds)
+def cutoff_for(older_than: str, now: dt.datetime | None = None) -> dt.datetime:
+    """The finish time before which jobs are purged: ``older_than`` (e.g. ``30d``) before now (naive UTC)."""
+    return (now or utcnow()) - parse_age(older_than)
 
 
 @dataclass
@@ -91,12 +82,12 @@ def candidates_statement(cutoff: dt.datetime, keep_rows: bool, limit: int) -> sa
 
 
 def find_purgeable(engine: Engine, cutoff: dt.datetime, *, keep_rows: bool = False,
-                   limit: int = 1000) -> list[sa.RowMapping]:
+                   limit: int = 1000) -> list[dict[str, Any]]:
     """The jobs a purge with this cutoff would touch, oldest first."""
     if not sa.inspect(engine).has_table(ingest_jobs.name):
         return []
     with engine.connect() as conn:
-        return list(conn.execute(candidates_statement(cutoff, keep_rows, limit)).mappings())
+        return [dict(row) for row in conn.execute(candidates_statement(cutoff, keep_rows, limit)).mappings()]
 
 
 def fence_statement(job_id: int, runs: int, cutoff: dt.datetime, now: dt.datetime) -> sa.Update:
@@ -114,7 +105,7 @@ def delete_window_statements(job_id: int, low: int, high: int) -> tuple[sa.Delet
             clientes.delete().where(c.JobId == job_id, c.LineNumber > low, c.LineNumber <= high))
 
 
-def purge_job(engine: Engine, job: sa.RowMapping, storage_for: StorageFor, cutoff: dt.datetime, *,
+def purge_job(engine: Engine, job: Mapping[str, Any], storage_for: StorageFor, cutoff: dt.datetime, *,
               keep_rows: bool = False, batch_lines: int = DEFAULT_BATCH_LINES) -> PurgedJob | None:
     """Purge one job (see the module docstring); None when a run took the job over meanwhile."""
     job_id = int(job["id"])
@@ -156,7 +147,7 @@ def purge_old_jobs(engine: Engine, storage_for: StorageFor, cutoff: dt.datetime,
     return done
 
 
-def preview_job(engine: Engine, job: sa.RowMapping, storage_for: StorageFor, *, keep_rows: bool) -> PurgedJob:
+def preview_job(engine: Engine, job: Mapping[str, Any], storage_for: StorageFor, *, keep_rows: bool) -> PurgedJob:
     """What ``purge_job`` would remove from this job, changing nothing."""
     job_id = int(job["id"])
     with engine.connect() as conn:

@@ -7,6 +7,7 @@ show in reprs, logs or Prefect parameters.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 from typing import Literal
@@ -57,6 +58,21 @@ def parse_file_size(value: str | int) -> int:
     return int(float(match.group(1)) * _UNITS[prefix])
 
 
+_AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(value: str) -> dt.timedelta:
+    """An age such as ``30d``, ``12h``, ``2w``, ``90m`` or ``45s`` (positive) as a timedelta."""
+    match = _AGE_RE.match(value)
+    if not match:
+        raise ValueError(f"cannot read age {value!r}: use a number and a unit s, m, h, d or w, e.g. 30d")
+    seconds = float(match.group(1)) * _AGE_UNITS[match.group(2).lower()]
+    if seconds <= 0:
+        raise ValueError(f"age must be positive, got {value!r}")
+    return dt.timedelta(seconds=seconds)
+
+
 class Settings(BaseSettings):
     """All knobs of the pipeline; each field is the env var ``CLIENTES_<FIELD>``."""
 
@@ -92,6 +108,10 @@ class Settings(BaseSettings):
     db_write_slots: int = Field(
         default=2, ge=1, description="slots `clientes-ingest blocks register` gives that limit (chunks writing "
         "at once across every run)")
+
+    retention: str = Field(
+        default="30d", description="jobs finished longer ago than this lose their stored file, rejects and rows "
+        "(clientes-ingest purge, the purge-old-jobs flow; docs/retention.md)")
 
     # S3 / SQS (used when storage == "s3" and by the trigger service)
     s3_bucket: str = "clientes-ingest"
@@ -130,6 +150,12 @@ class Settings(BaseSettings):
         default=None, description="an existing notification block <type-slug>/<name> (e-mail, Teams, ...)")
     missed_file_hours: float = Field(
         default=4, gt=0, description="alarm when a scheduled run has not completed a job this long after it started")
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        parse_age(value)
+        return value.strip()
 
     @field_validator("db_write_limit")
     @classmethod

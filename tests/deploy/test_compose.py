@@ -125,7 +125,8 @@ def test_setup_creates_the_pool_and_deploys_the_local_deployments() -> None:
     _, args = parse_prefect_cli(create)
     assert (args["name"], args["type"]) == ("local-process", "process")
     _, args = parse_prefect_cli(deploy)
-    assert args["names"] == ["ingest-clientes/local", "recover-abandoned-jobs/local", "clientes-snapshot-ready/local"]
+    assert args["names"] == ["ingest-clientes/local", "recover-abandoned-jobs/local", "clientes-snapshot-ready/local",
+                             "purge-old-jobs/local"]
     assert "--no-prompt" in deploy, "prefect deploy must not wait for input"
     deployments = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]
     declared = [(d["entrypoint"], d["name"], d["work_pool"]["name"]) for d in deployments]
@@ -188,6 +189,22 @@ def test_mssql_service() -> None:
     assert set(COMPOSE["volumes"]) >= named
 
 
+def test_sqlserver_check_service_and_its_documented_command() -> None:
+    """`docker compose up -d --wait sqlserver` starts the SQL Server of `pytest -m mssql` (and only that
+    command starts it); the documented test URL points at its published port."""
+    checks = SERVICES["sqlserver"]
+    assert checks["image"] == SERVICES["mssql"]["image"] and checks["profiles"] == ["checks"]
+    assert "sqlcmd" in " ".join(checks["healthcheck"]["test"]) and "volumes" not in checks
+    (port,) = checks["ports"]
+    host_port = port.split(":")[1]
+    assert port.startswith("127.0.0.1:") and port.endswith(":1433") and host_port != "1433"
+    docs = (REPO / "docs/sqlserver-checks.md").read_text(encoding="utf-8")
+    assert "docker compose up -d --wait sqlserver" in docs and "pytest -m mssql" in docs
+    assert f"@127.0.0.1:{host_port}/master?driver=FreeTDS" in docs
+    conftest = (REPO / "tests/conftest.py").read_text(encoding="utf-8")
+    assert 'MSSQL_ENV = "CLIENTES_TEST_MSSQL_URL"' in conftest and "CLIENTES_TEST_MSSQL_URL=" in docs
+
+
 def test_build_contexts_have_their_dockerfile() -> None:
     for name, service in SERVICES.items():
         build = service.get("build")
@@ -220,7 +237,7 @@ def test_secrets_come_from_the_environment_not_the_file() -> None:
             if token.endswith("/sqlcmd"):
                 sqlcmds += 1
                 assert any(t.startswith("SQLCMDPASSWORD=") for t in tokens[:i]), f"{name}: no SQLCMDPASSWORD"
-    assert sqlcmds == 2  # mssql's healthcheck and mssql-init
+    assert sqlcmds == 3  # the healthchecks of mssql and sqlserver, and mssql-init
 
 
 def test_required_variables_are_documented() -> None:
@@ -232,7 +249,7 @@ def test_required_variables_are_documented() -> None:
 
 def test_docs_show_the_ports_the_upload_and_the_ui() -> None:
     published = {p.split(":")[-2] for s in SERVICES.values() for p in s.get("ports", [])}
-    assert published == {"1433", "5000", "4200", "8000", "9100"}
+    assert published == {"1433", "5000", "4200", "8000", "9100", "14330"}
     assert all(port in DOCS for port in published)
     assert "docker compose up" in DOCS
     assert 'curl -H "Authorization: Bearer $CLIENTES_API_TOKEN" -F file=@CLIENTES_IN_0425.dat' in DOCS

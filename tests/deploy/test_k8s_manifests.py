@@ -335,12 +335,13 @@ def test_deploy_job_registers_pool_blocks_and_k8s_deployment() -> None:
     assert REPO / str(create["base_job_template"]) == TEMPLATE_PATH  # relative to workingDir
     assert container["workingDir"] == final_workdir()
     _, deploy = parse_prefect_cli(commands[3])
-    assert deploy["names"] == ["ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s"]
+    assert deploy["names"] == ["ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s",
+                               "purge-old-jobs/k8s"]
 
 
 def test_trigger_starts_runs_of_the_registered_deployment() -> None:
     (container,) = _pod_spec(_find("Job", "prefect-deploy"))["containers"]
-    registered, _recovery, _downstream = parse_prefect_cli(commands_of(container["command"])[-1])[1]["names"]
+    registered, _recovery, _downstream, _purge = parse_prefect_cli(commands_of(container["command"])[-1])[1]["names"]
     assert _find("ConfigMap", "clientes-ingest-config")["data"]["CLIENTES_TRIGGER_DEPLOYMENT"] == registered
 
 
@@ -431,7 +432,7 @@ def test_prefect_server_refuses_a_deployment_or_run_that_overrides(name: str) ->
 
 
 def test_prefect_server_accepts_what_a_run_may_vary(deployments: dict[str, dict[str, Any]]) -> None:
-    for name in ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s"):
+    for name in ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s", "purge-old-jobs/k8s"):
         _validate_job_variables(deployments[name]["work_pool"]["job_variables"])
     _validate_job_variables({"memory_limit": "512Mi", "cpu_limit": "500m", "finished_job_ttl": 600})
 

@@ -33,12 +33,15 @@ EXPECTED_POOLS = {
     "recover-abandoned-jobs/local": "local-process",
     "clientes-snapshot-ready/k8s": "kubernetes-pool",
     "clientes-snapshot-ready/local": "local-process",
+    "purge-old-jobs/k8s": "kubernetes-pool",
+    "purge-old-jobs/local": "local-process",
 }
 ENTRYPOINTS = {"ingest-clientes": "flows/ingest.py:ingest_clientes",
                "recover-abandoned-jobs": "flows/recover.py:recover_abandoned_jobs",
-               "clientes-snapshot-ready": "flows/snapshot.py:clientes_snapshot_ready"}
-K8S = ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s")
-LOCAL = ("ingest-clientes/local", "recover-abandoned-jobs/local", "clientes-snapshot-ready/local")
+               "clientes-snapshot-ready": "flows/snapshot.py:clientes_snapshot_ready",
+               "purge-old-jobs": "flows/purge.py:purge_old_jobs"}
+K8S = ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s", "purge-old-jobs/k8s")
+LOCAL = ("ingest-clientes/local", "recover-abandoned-jobs/local", "clientes-snapshot-ready/local", "purge-old-jobs/local")
 DOWNSTREAM = ("clientes-snapshot-ready/k8s", "clientes-snapshot-ready/local")
 DAILY_SOURCE = "s3://clientes-ingest/incoming/CLIENTES_IN_{MMYY}.dat"
 
@@ -61,7 +64,7 @@ def test_prefect_deploy_accepts_the_file(prefect_yaml: dict[str, Any]) -> None:
     from prefect.cli.deploy._models import PrefectYamlModel  # what `prefect deploy` validates with
 
     model = PrefectYamlModel.model_validate(prefect_yaml)
-    assert [d.name for d in model.deployments] == ["k8s", "local", "k8s", "local", "k8s", "local"]
+    assert [d.name for d in model.deployments] == ["k8s", "local"] * 4
 
 
 def test_deployments_and_pools(deployments: dict[str, dict[str, Any]]) -> None:
@@ -131,6 +134,25 @@ def test_recovery_runs_every_30_minutes_and_starts_runs_of_the_k8s_deployment(
     assert recovery["parameters"]["deployment"] in deployments
     assert recovery["work_pool"] is deployments["ingest-clientes/k8s"]["work_pool"]
     assert recovery["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+
+
+def test_purge_runs_weekly_before_the_daily_load_with_the_configured_retention(
+    deployments: dict[str, dict[str, Any]]
+) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    purge = deployments["purge-old-jobs/k8s"]
+    (schedule,) = purge["schedules"]
+    assert schedule["active"] is True and "parameters" not in schedule
+    CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+    tz = zoneinfo.ZoneInfo(schedule["timezone"])
+    start = dt.datetime(2025, 5, 1, 12, 0, tzinfo=tz)  # a Thursday
+    runs = [run for run, _ in zip(CronSim(schedule["cron"], start), range(2), strict=False)]
+    assert runs == [dt.datetime(2025, 5, 4, 3, 0, tzinfo=tz), dt.datetime(2025, 5, 11, 3, 0, tzinfo=tz)]
+    # No older_than: the flow uses CLIENTES_RETENTION (default 30d), so the age is configured in one place.
+    assert purge["parameters"] == {}
+    assert purge["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert purge["work_pool"] is deployments["ingest-clientes/k8s"]["work_pool"]
 
 
 @pytest.mark.parametrize("name", LOCAL)

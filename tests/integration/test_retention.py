@@ -17,6 +17,7 @@ from clientes_ingest import jobs, retention
 from clientes_ingest.db import Database, clientes, ingest_file_claims, ingest_jobs, metadata, utcnow
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.s3 import S3Storage
+from clientes_ingest.settings import parse_age
 from clientes_ingest.staging import stage_source
 from clientes_ingest.storage import LocalStorage, Storage, StorageError
 
@@ -72,13 +73,13 @@ def snapshot(db: Database, storage: Storage, job_ids: list[int]) -> dict[int, tu
 
 
 def test_parse_age() -> None:
-    assert retention.parse_age("30d") == dt.timedelta(days=30)
-    assert retention.parse_age(" 2w ") == dt.timedelta(weeks=2)
-    assert retention.parse_age("12H") == dt.timedelta(hours=12)
-    assert retention.parse_age("1.5h") == dt.timedelta(minutes=90)
+    assert parse_age("30d") == dt.timedelta(days=30)
+    assert parse_age(" 2w ") == dt.timedelta(weeks=2)
+    assert parse_age("12H") == dt.timedelta(hours=12)
+    assert parse_age("1.5h") == dt.timedelta(minutes=90)
     for bad in ("30", "d", "0d", "-1d", "30 days", ""):
         with pytest.raises(ValueError, match="age"):
-            retention.parse_age(bad)
+            parse_age(bad)
 
 
 def test_purge_removes_old_jobs_and_nothing_else(db_url: str, storage: Storage, tmp_path: Path) -> None:

@@ -74,6 +74,25 @@ def test_pyodbc_to_a_closed_port_fails_fast_and_clearly() -> None:
     assert message.startswith("database mssql+pyodbc://sa:***@127.0.0.1:1/clientes")
     assert "unreachable" in message and "Sup3rSecret" not in message
     assert elapsed < 30
+    # The driver itself loaded and spoke TDS: the failure is FreeTDS's own "server unavailable"
+    # (SQLSTATE 08S01/08001), not unixODBC's "can't open lib" of a missing driver.
+    cause = info.value.__cause__ or info.value.__context__
+    orig = getattr(cause, "orig", cause)
+    assert orig is not None, "the original driver error was lost"
+    state, text = orig.args[0], str(orig.args[-1])
+    assert "can't open lib" not in text.lower(), f"the FreeTDS ODBC driver did not load: {text}"
+    assert state in ("08S01", "08001") and "[FreeTDS]" in text, text
+    assert "Adaptive Server is unavailable" in text or "Unable to connect" in text, text
+
+
+def test_a_missing_odbc_driver_is_told_apart() -> None:
+    """The check above could not pass with the driver missing: unixODBC's error differs (and is named)."""
+    database = db.Database("mssql+pyodbc://sa:x@127.0.0.1:1/clientes?driver=NoSuchDriver")
+    with pytest.raises(db.DatabaseUnavailable, match="ODBC driver not installed") as info:
+        database.check()
+    cause = info.value.__cause__ or info.value.__context__
+    orig = getattr(cause, "orig", cause)
+    assert orig is not None and "can't open lib" in str(orig.args[-1]).lower()
 
 
 def test_cli_schema_prints_ddl(capsys: pytest.CaptureFixture[str]) -> None:

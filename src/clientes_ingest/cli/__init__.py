@@ -1,11 +1,12 @@
 """The ``clientes-ingest`` command: generate test files, run the ingest flow, resume abandoned jobs,
-inspect jobs, print or apply the schema, provision AWS resources, register blocks and apply the automations.
+purge old jobs, inspect jobs, print or apply the schema, provision AWS resources, register blocks and apply
+the automations.
 
 Exit codes: 0 success (rejected lines are not failures), 1 the job failed (or its file was refused as
 ``rejected_file``), 2 bad input or usage, 3 the database is unreachable, 4 (``run``) the file's job is held
 by another run that may be alive (``--wait`` waits for it instead). Errors are one line on stderr and
 never contain a password.
-Requires: nothing beyond the package; ``run`` and ``recover`` use Prefect's ephemeral API unless
+Requires: nothing beyond the package; ``run``, ``recover`` and ``purge`` use Prefect's ephemeral API unless
 PREFECT_API_URL is set.
 """
 
@@ -15,10 +16,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from clientes_ingest.cli import admin, automations, generate, jobs, recover, run, schema
+from clientes_ingest.cli import admin, automations, generate, jobs, purge, recover, run, schema
 from clientes_ingest.cli.common import CliError
 
-COMMANDS = (generate, run, recover, jobs, schema, admin, automations)  # each module adds its subcommands
+COMMANDS = (generate, run, recover, purge, jobs, schema, admin, automations)  # each module adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

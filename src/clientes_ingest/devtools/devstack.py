@@ -3,7 +3,7 @@
 ``DevStack.start()`` starts, as child processes each in its own process group: a moto server (S3 + SQS,
 provisioned like ``clientes-ingest aws init``), a Prefect server with its UI, the process work pool
 ``local-process`` with the blocks, the automations of ``automations/`` and the deployments
-``ingest-clientes/local``, ``recover-abandoned-jobs/local`` and ``clientes-snapshot-ready/local`` applied
+``ingest-clientes/local``, ``recover-abandoned-jobs/local``, ``clientes-snapshot-ready/local`` and ``purge-old-jobs/local`` applied
 from prefect.yaml,
 a worker, the SQS trigger service and the webhook API. The Prefect server requires HTTP basic auth with an
 auth string generated per start (``PREFECT_SERVER_API_AUTH_STRING`` on the server, ``PREFECT_API_AUTH_STRING``
@@ -54,6 +54,7 @@ __all__ = ["DevStack", "Service", "StackError", "banner", "find_project_dir", "f
 LOCAL_DEPLOYMENT = "ingest-clientes/local"
 RECOVERY_DEPLOYMENT = "recover-abandoned-jobs/local"
 SNAPSHOT_DEPLOYMENT = "clientes-snapshot-ready/local"  # the downstream hook (trigger on clientes.job.completed)
+PURGE_DEPLOYMENT = "purge-old-jobs/local"
 LOCAL_POOL = "local-process"
 # The API stores uploads outside the trigger's incoming/ prefix: otherwise the bucket notification would
 # start a second run of the same upload, racing the API's run for the content claim.
@@ -188,7 +189,7 @@ class DevStack:
                                            {"PREFECT_WORKER_WEBSERVER_HOST": self.client_host,
                                             "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port)})
             # While the worker boots: it only needs the pool.
-            self.deploy(LOCAL_DEPLOYMENT, RECOVERY_DEPLOYMENT, SNAPSHOT_DEPLOYMENT)
+            self.deploy(LOCAL_DEPLOYMENT, RECOVERY_DEPLOYMENT, SNAPSHOT_DEPLOYMENT, PURGE_DEPLOYMENT)
             self.supervisor.wait_http(worker, f"http://{self.client_host}:{worker_port}/health", timeout=60,
                             ready=self._worker_online)
             self.add_service("trigger", [sys.executable, "-m", "deployments.trigger"], f"{self.trigger_url}/health")

@@ -1,0 +1,75 @@
+"""The ``purge`` command: retention, through the purge-old-jobs flow (docs/retention.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from clientes_ingest.cli.common import EXIT_FAILED, CliError, database, flow_environment, make_console
+from clientes_ingest.settings import DEFAULT_DB_URL, parse_age
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    if args.older_than is not None:
+        try:
+            parse_age(args.older_than)
+        except ValueError as exc:
+            raise CliError(f"--older-than: {exc}") from None
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, got {args.limit}")
+    database(args)
+    flow_environment(args)
+    from flows.purge import PurgeFailed, purge_old_jobs
+
+    failed = False
+    try:
+        results = purge_old_jobs(older_than=args.older_than, keep_rows=args.keep_rows, dry_run=args.dry_run,
+                                 limit=args.limit)
+    except PurgeFailed as exc:
+        results, failed = exc.results, True
+    except Exception as exc:
+        raise CliError(f"{exc}", EXIT_FAILED) from None
+    _print_results(results, args.dry_run)
+    if failed:
+        print(f"error: {sum(bool(r.get('error')) for r in results)} of {len(results)} job(s) could not be "
+              f"purged; run the purge again to complete them", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
+
+
+def _print_results(results: list[dict[str, Any]], dry_run: bool) -> None:
+    from rich.table import Table
+
+    verb = "would remove" if dry_run else "removed"
+    if not results:
+        print("no job finished before the cutoff has anything left to purge; nothing to do")
+        return
+    table = Table(title=f"purge{' (dry run: nothing deleted)' if dry_run else ''}")
+    for column in ("job", "file", "status", "finished", "stored file", "rejects", "rows", "claim"):
+        table.add_column(column)
+    for r in results:
+        claim = "released" if r.get("claim_released") else "kept"
+        table.add_row(str(r["job_id"]), r["file_name"], r["status"], str(r["finished_at"])[:16],
+                      r.get("object", "error"), f"{r.get('rejects_deleted', 0):,}",
+                      "kept" if r.get("rows_kept") else f"{r.get('rows_deleted', 0):,}",
+                      claim if not r.get("error") else r["error"][:60])
+    make_console().print(table)
+    files = sum(r.get("object") in ("deleted", "would be deleted") for r in results)
+    print(f"{len(results)} job(s): {verb} {files} stored file(s), "
+          f"{sum(r.get('rejects_deleted', 0) for r in results):,} rejects, "
+          f"{sum(r.get('rows_deleted', 0) for r in results):,} rows")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    purge = sub.add_parser("purge", help="delete the stored file, rejects and rows of jobs finished before a "
+                                         "cutoff (retention; docs/retention.md)")
+    purge.add_argument("--older-than", metavar="AGE", help="purge jobs finished longer ago than this, e.g. 30d, "
+                       "2w, 12h (default $CLIENTES_RETENTION or 30d)")
+    purge.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    purge.add_argument("--keep-rows", action="store_true", help="keep the jobs' clientes rows (and so their "
+                       "content claim: the same file stays 'already loaded')")
+    purge.add_argument("--limit", type=int, default=1000, help="purge at most N jobs, the oldest first")
+    purge.add_argument("--db", help=f"SQLAlchemy URL (default $CLIENTES_DB_URL or {DEFAULT_DB_URL})")
+    purge.add_argument("--storage-root", help="local storage directory (default ./.clientes-ingest)")
+    purge.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    purge.set_defaults(func=cmd_purge)
