@@ -1,13 +1,10 @@
-"""`clientes-ingest purge` as a real process on SQLite, local storage and Prefect's ephemeral API: a dry run
-names what would go and changes nothing, the purge removes it and says so, and a purged file loads again.
-(Each process starts its own ephemeral Prefect API: minutes on a busy machine, hence two of them only.)"""
+"""`clientes-ingest purge` (its ``main``, in this process, against the Prefect test API) on SQLite and local
+storage: a dry run names what would go and changes nothing, the purge removes it and says so, a second
+purge has nothing to do, and a purged file loads again."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,15 +17,12 @@ from clientes_ingest.devtools.generator import generate
 from clientes_ingest.storage import LocalStorage
 
 
-def clientes_ingest(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "CLIENTES_"))}
-    env.update({"PREFECT_HOME": str(cwd / ".prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "CLIENTES_RETRY_BACKOFF_SECONDS": "0",
-                # Each process starts its own ephemeral API: on a machine shared by many test runs that
-                # can take minutes.
-                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "400"})
-    exe = Path(sys.executable).with_name("clientes-ingest")
-    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=500)
+def clientes_ingest(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """The command in this process, against the session's Prefect test API (a process of its own would start
+    an ephemeral API, which takes minutes on a busy shared machine); its exit code and output."""
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out + out.err
 
 
 def test_bad_options_are_usage_errors(sqlite_url: str, capsys: object) -> None:
@@ -37,8 +31,15 @@ def test_bad_options_are_usage_errors(sqlite_url: str, capsys: object) -> None:
     assert main(["purge", "--db", sqlite_url, "--limit", "0"]) == 2
 
 
-@pytest.mark.timeout(1200)
-def test_dry_run_then_purge_then_the_file_loads_again(tmp_path: Path, sqlite_url: str) -> None:
+@pytest.mark.usefixtures("prefect_harness")
+def test_dry_run_then_purge_then_the_file_loads_again(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the command sets in its environment, restored after the test.
+    for name, value in (("PREFECT_LOGGING_LEVEL", "WARNING"), ("CLIENTES_DB_URL", sqlite_url),
+                        ("CLIENTES_STORAGE_ROOT", str(tmp_path / "store")),
+                        ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")):
+        monkeypatch.setenv(name, value)
     db = Database(sqlite_url)
     store = tmp_path / "store"
     paths = [tmp_path / f"CLIENTES_IN_0{m}25.dat" for m in (1, 2, 3)]
@@ -54,20 +55,22 @@ def test_dry_run_then_purge_then_the_file_loads_again(tmp_path: Path, sqlite_url
     assert all(objects.values())
     common = ("--db", sqlite_url, "--storage-root", str(store))
 
-    dry = clientes_ingest(tmp_path, "purge", "--dry-run", *common)
-    assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert "dry run: nothing deleted" in dry.stdout
+    code, dry = clientes_ingest(capsys, "purge", "--dry-run", *common)
+    assert code == 0, dry
+    assert "dry run: nothing deleted" in dry
     assert (f"2 job(s): would remove 2 stored file(s), {counts[ids[0]][1] + counts[ids[1]][1]:,} rejects, "
-            f"{counts[ids[0]][0] + counts[ids[1]][0]:,} rows") in dry.stdout
+            f"{counts[ids[0]][0] + counts[ids[1]][0]:,} rows") in dry
     assert {j: (len(rows(db, j)), len(rejects(db, j))) for j in ids} == counts
 
-    done = clientes_ingest(tmp_path, "purge", "--older-than", "30d", *common)
-    assert done.returncode == 0, done.stdout + done.stderr
+    code, done = clientes_ingest(capsys, "purge", "--older-than", "30d", *common)
+    assert code == 0, done
     assert (f"2 job(s): removed 2 stored file(s), {counts[ids[0]][1] + counts[ids[1]][1]:,} rejects, "
-            f"{counts[ids[0]][0] + counts[ids[1]][0]:,} rows") in done.stdout
+            f"{counts[ids[0]][0] + counts[ids[1]][0]:,} rows") in done
     assert [LocalStorage(store).exists(_uri(db, j)) for j in ids] == [False, False, True]
     assert rows(db, ids[0]) == rows(db, ids[1]) == [] and len(rows(db, ids[2])) == counts[ids[2]][0]
 
+    code, again = clientes_ingest(capsys, "purge", *common)
+    assert code == 0 and "nothing to do" in again, again
     # The claim went with the rows: the same file loads again as a new job (a run, as the CLI does it).
     assert load_file(db, paths[0], store).job_id == ids[-1] + 1
     assert rows(db, ids[-1] + 1) and len(rows(db, ids[-1] + 1)) == counts[ids[0]][0]
