@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from clientes_ingest.storage import (
 if TYPE_CHECKING:
     from clientes_ingest.settings import Settings
 
+_log = logging.getLogger(__name__)
 PART_SIZE = 8 * 1024 * 1024
 # Transient failures while a ranged body streams are retried here, so one dropped connection does not
 # cost a whole chunk retry; HTTP errors (4xx/5xx) already went through botocore's own retries.
@@ -108,6 +110,22 @@ class BlockClientFactory:
 
     def __call__(self) -> Any:
         return self.credentials.get_s3_client()
+
+
+def log_retries(client: Any) -> Any:
+    """Log a warning for every S3 request that failed and that botocore is about to retry, so an outage
+    that the retries ride out still shows (the operation, the attempt and the cause; never the data)."""
+
+    def on_needs_retry(attempts: int, caught_exception: BaseException | None = None, response: Any = None,
+                       operation: Any = None, **_kwargs: Any) -> None:
+        status = response[0].status_code if response and response[0] is not None else None
+        if caught_exception is not None or (status is not None and status >= 500):
+            cause = _describe(caught_exception) if caught_exception is not None else f"HTTP {status}"
+            _log.warning("S3 %s attempt %d failed (%s); botocore retries it", getattr(operation, "name", "request"),
+                         attempts, cause)
+
+    client.meta.events.register("needs-retry.s3", on_needs_retry)
+    return client
 
 
 def client_config() -> Config:
@@ -195,7 +213,7 @@ class S3Storage:
             with self._lock:
                 if self._client is None:
                     assert self._client_factory is not None
-                    self._client = self._client_factory()
+                    self._client = log_retries(self._client_factory())
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:
@@ -396,6 +414,9 @@ class S3Storage:
                     raise self._read_error(uri, exc) from exc
                 raise StorageError(f"cannot read {uri} bytes {start}-{stop - 1}: {_describe(exc)}") from exc
             except _TRANSIENT as exc:
+                if attempt < READ_ATTEMPTS:
+                    _log.warning("S3 read of %s bytes %d-%d failed (%s); retrying (%d of %d)", uri, start, stop - 1,
+                                 _describe(exc), attempt + 1, READ_ATTEMPTS)
                 if attempt == READ_ATTEMPTS:
                     raise StorageError(
                         f"cannot read {uri} bytes {start}-{stop - 1} "

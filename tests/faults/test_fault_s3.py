@@ -83,6 +83,12 @@ def test_short_s3_outage_during_chunk_reads_is_retried_to_exactly_once(
         proxy.restore()
         assert run.wait(timeout=150) == 0, run.output()
         assert proxy.accepted > connections  # the reads reconnected after the outage
+        # A read really failed during the cut and was retried (logged by clientes_ingest.s3 for every
+        # failed request botocore retries, and every dropped ranged read the reader retries).
+        retried = [line for line in (run.stdout() + run.stderr()).splitlines()
+                   if "botocore retries it" in line or "; retrying (" in line]
+        assert retried, run.output()
+        assert any("GetObject" in line or "S3 read of" in line for line in retried), retried
 
     ((_, status, loaded, rejected, error),) = jobs_table(url)
     assert (status, loaded, rejected, error) == ("completed_with_rejects", len(reference.rows),
