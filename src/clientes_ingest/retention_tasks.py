@@ -15,39 +15,28 @@ from prefect.cache_policies import NO_CACHE
 
 from clientes_ingest import retention
 from clientes_ingest.db import Database
+from clientes_ingest.resources import open_database, open_storage
 from clientes_ingest.settings import Settings
 from clientes_ingest.storage import Storage
-from clientes_ingest.tasks import backoff, open_storage
+from clientes_ingest.tasks import backoff
 
 REPORT_KEY = "purged-jobs"
 
 
 class StorageFinder:
-    """The storage that holds a stored URI: the S3 block's bucket, the settings' S3 or local storage."""
+    """The storage that holds a stored URI, built by the composition root (``resources.open_storage``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._block: Storage | None = None
 
     def __call__(self, uri: str) -> Storage | None:
-        if uri.startswith("s3://") and self.settings.s3_block:
-            if self._block is None:
-                from blocks.definitions import load_s3_storage
-
-                self._block = load_s3_storage(self.settings.s3_block)
-            if self._block.owns(uri):
-                return self._block
         return open_storage(self.settings, uri)
 
 
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
 def load_purge_resources(settings: Settings) -> tuple[Database, StorageFinder]:
     """The database (from the named block when set) and the storages the purged files live in."""
-    if settings.db_block:
-        from blocks.definitions import load_database_url
-
-        return Database(load_database_url(settings.db_block)), StorageFinder(settings)
-    return Database(settings.db_url), StorageFinder(settings)
+    return open_database(settings), StorageFinder(settings)
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
