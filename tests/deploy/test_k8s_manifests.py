@@ -432,7 +432,8 @@ def test_prefect_server_refuses_a_deployment_or_run_that_overrides(name: str) ->
 
 
 def test_prefect_server_accepts_what_a_run_may_vary(deployments: dict[str, dict[str, Any]]) -> None:
-    for name in ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s", "purge-old-jobs/k8s"):
+    for name in ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s",
+                 "purge-old-jobs/k8s"):
         _validate_job_variables(deployments[name]["work_pool"]["job_variables"])
     _validate_job_variables({"memory_limit": "512Mi", "cpu_limit": "500m", "finished_job_ttl": 600})
 

@@ -41,7 +41,8 @@ ENTRYPOINTS = {"ingest-clientes": "flows/ingest.py:ingest_clientes",
                "clientes-snapshot-ready": "flows/snapshot.py:clientes_snapshot_ready",
                "purge-old-jobs": "flows/purge.py:purge_old_jobs"}
 K8S = ("ingest-clientes/k8s", "recover-abandoned-jobs/k8s", "clientes-snapshot-ready/k8s", "purge-old-jobs/k8s")
-LOCAL = ("ingest-clientes/local", "recover-abandoned-jobs/local", "clientes-snapshot-ready/local", "purge-old-jobs/local")
+LOCAL = ("ingest-clientes/local", "recover-abandoned-jobs/local", "clientes-snapshot-ready/local",
+         "purge-old-jobs/local")
 DOWNSTREAM = ("clientes-snapshot-ready/k8s", "clientes-snapshot-ready/local")
 DAILY_SOURCE = "s3://clientes-ingest/incoming/CLIENTES_IN_{MMYY}.dat"
 

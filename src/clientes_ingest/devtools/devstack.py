@@ -3,8 +3,8 @@
 ``DevStack.start()`` starts, as child processes each in its own process group: a moto server (S3 + SQS,
 provisioned like ``clientes-ingest aws init``), a Prefect server with its UI, the process work pool
 ``local-process`` with the blocks, the automations of ``automations/`` and the deployments
-``ingest-clientes/local``, ``recover-abandoned-jobs/local``, ``clientes-snapshot-ready/local`` and ``purge-old-jobs/local`` applied
-from prefect.yaml,
+``ingest-clientes/local``, ``recover-abandoned-jobs/local``, ``clientes-snapshot-ready/local`` and
+``purge-old-jobs/local`` applied from prefect.yaml,
 a worker, the SQS trigger service and the webhook API. The Prefect server requires HTTP basic auth with an
 auth string generated per start (``PREFECT_SERVER_API_AUTH_STRING`` on the server, ``PREFECT_API_AUTH_STRING``
 in every child's env; docs/security.md). It waits for each one to answer its health check
