@@ -401,6 +401,53 @@ def kill_mid_chunk(run: Child, url: str, *, committed: int = 2) -> None:
     assert run.wait(timeout=30) == -signal.SIGKILL
 
 
+def copying_ports(url: str) -> dict[int, int]:
+    """Client port -> backend pid of this database's sessions inside a COPY (see ``copying_backends``)."""
+    dbname = sa.engine.make_url(url).database
+    return {int(port): int(pid) for pid, port in query(
+        url,
+        "SELECT pid, client_port FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() "
+        "AND xact_start IS NOT NULL AND query ILIKE 'COPY %' AND client_port IS NOT NULL",
+        db=dbname,
+    )}
+
+
+def chunk_workers(run: Child) -> list[Any]:
+    """The chunk worker processes (``python -m clientes_ingest.chunk_worker``) under ``run``."""
+    import psutil
+
+    found = []
+    for proc in psutil.Process(run.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "clientes_ingest.chunk_worker" in proc.cmdline():
+                found.append(proc)
+    return found
+
+
+def kill_worker_mid_copy(run: Child, url: str, *, committed: int = 2) -> int:
+    """SIGKILL the chunk worker process whose database session is inside a COPY, once ``committed``
+    chunks are done; the run is frozen meanwhile, so the chunk cannot commit between the check and the
+    kill, and is continued afterwards (its parent must notice and retry). Returns the worker's pid."""
+    killed: list[int] = []
+
+    def mid_copy() -> bool:
+        if chunk_states(url).get("done", 0) < committed or not run.alive() or not copying_backends(url):
+            return False
+        with frozen(run):
+            ports = copying_ports(url)
+            for worker in chunk_workers(run):
+                with contextlib.suppress(Exception):
+                    if any(c.laddr and c.laddr.port in ports for c in worker.net_connections(kind="tcp")):
+                        # No wait: the killed worker stays a zombie until its frozen parent reaps it.
+                        worker.kill()
+                        killed.append(worker.pid)
+                        return True
+        return False
+
+    wait_until(mid_copy, timeout=300, what="a chunk worker in the middle of its COPY", child=run)
+    return killed[0]
+
+
 def wait_heartbeat_older_than(url: str, job_id: int, seconds: float) -> None:
     """Wait until the job's heartbeat (written by a run now dead) is older than ``seconds``."""
     wait_until(lambda: query(url, f"SELECT now() AT TIME ZONE 'UTC' - heartbeat_at > interval '{seconds} seconds' "
