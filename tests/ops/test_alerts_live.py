@@ -138,6 +138,25 @@ def test_a_failed_job_emits_its_event_and_the_automation_notifies_the_sink(
     assert "Gómez" not in json.dumps(notification["json"], ensure_ascii=False)
 
 
+def test_a_garbage_file_emits_rejected_file_and_the_automation_notifies_the_sink(
+    applied: PrefectServer, http_sink: HttpSink, tmp_path: Path
+) -> None:
+    source = tmp_path / "CLIENTES_IN_0825.dat"
+    source.write_text("x\n" * 300 + GOOD_LINES, encoding="utf-8")  # > CLIENTES_MAX_REJECT_RATIO (0.5) rejected
+    env = {"CLIENTES_DB_URL": f"sqlite:///{tmp_path / 'garbage.db'}", "CLIENTES_STORAGE_ROOT": str(tmp_path / "store")}
+    done = run_python(applied, f"from flows.ingest import ingest_clientes; ingest_clientes(source={str(source)!r})",
+                      env)
+    assert done.returncode != 0 and "IngestFailed" in done.stderr, done.stderr[-3000:]
+    (event,) = applied.wait_events("clientes.job.rejected_file")
+    assert event["resource"]["clientes.file.name"] == "CLIENTES_IN_0825.dat"
+    assert event["payload"]["total_lines"] == 302 and event["payload"]["rows_loaded"] == 0
+    assert event["payload"]["status"] == "rejected_file"
+    assert event["payload"]["rejects_by_reason"] == {"field_count": 300}
+    notification = http_sink.wait_for("file CLIENTES_IN_0825.dat rejected", timeout=90)
+    assert notification is not None, f"no notification; sink got {http_sink.subjects()}\n{applied.log_tail()}"
+    assert "302 lines" in notification["json"]["body"] and "'field_count': 300" in notification["json"]["body"]
+
+
 def test_a_crashed_ingest_run_notifies_the_sink(applied: PrefectServer, http_sink: HttpSink) -> None:
     with applied.client() as client:
         flow_id = client.post("/flows/", json={"name": "ingest-clientes"}).json()["id"]
