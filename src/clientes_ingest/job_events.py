@@ -4,7 +4,8 @@ A finished job becomes one event named from its final status (``clientes.job.com
 ``clientes.job.failed``, ``clientes.job.rejected_file``); a jump in a reject reason's share becomes
 ``clientes.job.reject_share_jump``. The resource is the job (``clientes.job.<id>``, its file name and
 sha256); the payload holds counts and reason codes only. Nothing personal ever goes in: no line, no
-name, no DNI, and no error text (a driver's message can quote a value), only the job id to look it up.
+name, no DNI, and no error text (a driver's message can quote a value), only the job id to look it up;
+the one exception is the reject-ratio guard's verdict of a ``rejected_file`` job, built from counts only.
 ``tasks.emit_job_events`` sends them; automations/ and prefect.yaml's triggers match on them.
 Requires: nothing.
 """
@@ -76,7 +77,12 @@ def lifecycle_event(summary: JobSummary) -> JobEvent | None:
     name = EVENT_BY_STATUS.get(str(summary.status))
     if name is None:
         return None
-    return JobEvent(name, job_resource(summary), job_counts(summary))
+    payload = job_counts(summary)
+    if name == REJECTED_FILE and summary.error:
+        # The guard's verdict (guard.describe): shares and reason codes only, and the only record of a
+        # file refused early, whose chunk counts are not kept.
+        payload["verdict"] = summary.error
+    return JobEvent(name, job_resource(summary), payload)
 
 
 def jump_event(summary: JobSummary, jumps: list[dict[str, Any]]) -> JobEvent | None:

@@ -91,3 +91,11 @@ def test_reasons_gone_today_are_listed_and_no_history_means_no_jump() -> None:
     assert all(t.median_share is None and not t.jump for t in first)
     assert "nothing to compare" in quality.trend_markdown(first, 0)
     assert "**jump**" in quality.trend_markdown(quality.compare(summary(by_reason={"dni": 100}), history(0.1)), 1)
+
+
+def test_a_rejected_file_carries_the_guards_verdict() -> None:
+    verdict = "rejected_file: 99.3% of 302 non-blank lines rejected, above the limit of 50%"
+    built = job_events.lifecycle_event(summary("rejected_file", error=verdict))
+    assert built is not None and built.payload["verdict"] == verdict
+    failed = job_events.lifecycle_event(summary("failed", error="anything"))
+    assert failed is not None and "verdict" not in failed.payload
