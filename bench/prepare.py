@@ -20,7 +20,7 @@ from clientes_ingest.chunks import LineBlock, iter_line_blocks
 from clientes_ingest.db import CLIENTES_COLUMNS, VALID_FIELDS
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.parser import parse_block
-from clientes_ingest.settings import parse_file_size
+from clientes_ingest.settings import parse_size
 from clientes_ingest.writers import with_constants
 
 SEED = 42
@@ -39,7 +39,7 @@ def ensure_file(size: str) -> Path:
     path = cache_dir() / f"CLIENTES_IN_{size.upper()}.dat"
     if not path.exists():
         tmp = path.with_suffix(".part")
-        generate(tmp, size=parse_file_size(size), seed=SEED)
+        generate(tmp, size=parse_size(size), seed=SEED)
         tmp.replace(path)
     return path
 

@@ -46,7 +46,7 @@ from bench.prepare import cache_dir, ensure_clean, ensure_file
 from bench.procmon import TreeSampler
 from clientes_ingest.db import Database
 from clientes_ingest.jobs import get_job, job_chunks, list_jobs
-from clientes_ingest.settings import parse_file_size
+from clientes_ingest.settings import parse_size
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PG_ADMIN = os.environ.get("CLIENTES_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -383,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.partial.unlink(missing_ok=True)
     print(markdown)
     print(f"[bench] wrote {args.out / (stamp + '.json')}, .md and plots; "
-          f"file sizes {', '.join(f'{k}={parse_file_size(k):,}' for k in results['sizes'])}")
+          f"file sizes {', '.join(f'{k}={parse_size(k):,}' for k in results['sizes'])}")
     return 0
 
 

@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -34,21 +33,16 @@ from bench.pipeline_env import ensure_pipeline_env
 from bench.prepare import cache_dir, ensure_file
 from bench.roles import CHUNK_WORKER, FLOW, role_summary
 from bench.run import PG_ADMIN, RESULTS, Bench, machine
+from clientes_ingest.devtools.supervise import free_port
 
 POD_LIMIT_MIB = 256
 MODES = ("thread", "subprocess")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def prefect_server(python_bin: str, home: Path, timeout: float = 120) -> Iterator[str]:
     """A Prefect server on 127.0.0.1 for the duration of the block; yields its API URL."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_UI_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)

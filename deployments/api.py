@@ -39,7 +39,7 @@ from deployments.api_context import ApiConfig, ApiContext, ApiMetrics, ScrubSecr
 from deployments.api_jobs import jobs_router
 from deployments.api_probes import probes_router
 from deployments.api_runs import runs_router
-from deployments.launch import LaunchConfig, RunLauncher, build_launcher
+from deployments.launch import RunLauncher
 from deployments.upload import ApiError
 
 __all__ = ["ApiConfig", "ApiContext", "ErrorMetricsMiddleware", "configure_logging", "create_app", "main"]
@@ -89,14 +89,14 @@ def create_app(
     launcher: RunLauncher | None = None,
     storage: Storage | None = None,
 ) -> FastAPI:
-    """The FastAPI app; everything it needs can be passed in (tests), else comes from the environment."""
+    """The FastAPI app; everything it needs can be passed in (tests), else is built from the settings."""
     settings = settings or load_settings()
-    config = config or ApiConfig()
+    config = config or settings.api
     secrets = secret_values(settings)
     ctx_holder: dict[str, ApiContext] = {}
 
     def default_launcher() -> RunLauncher:
-        return build_launcher(LaunchConfig(), on_error=ctx_holder["ctx"].mark_failed)
+        return resources.build_launcher(settings, on_error=ctx_holder["ctx"].mark_failed)
 
     ctx = ApiContext(settings=settings, config=config, db=resources.open_database(settings),
                      storage=storage or resources.open_storage(settings), metrics=ApiMetrics(), secrets=secrets,
@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_AUTH_STRING
 
     parser = argparse.ArgumentParser(prog="clientes-ingest-api", description=__doc__.split("\n\n")[0])
-    config = ApiConfig()
+    settings = load_settings()
+    config = settings.api
     parser.add_argument("--host", default=config.host,
                         help="interface to listen on (default CLIENTES_API_HOST or 127.0.0.1; 0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=config.port, help="default CLIENTES_API_PORT or 8000")
@@ -184,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     if not config.auth_reads and not _loopback(args.host):
         parser.error(f"CLIENTES_API_AUTH_READS=false opens job reads (personal data) without a token: it is for "
                      f"a local dev API on 127.0.0.1 only, not on {args.host}; unset it")
-    settings = load_settings()
     # Before serving: an example secret (CHANGE-ME) would make a guessable credential.
     exit_on_placeholders(settings, "clientes-ingest-api", {"PREFECT_API_AUTH_STRING": PREFECT_API_AUTH_STRING.value()})
     configure_logging(args.log_level, secret_values(settings))

@@ -1,5 +1,5 @@
-"""What the webhook API's endpoints share: its settings (``ApiConfig``), metrics, secret scrubbing, the
-bearer-token checks and ``ApiContext`` (database, storage, launcher, readiness of start-up work).
+"""What the webhook API's endpoints share: its settings (``ApiConfig``, the ``Settings.api`` section), metrics,
+secret scrubbing, the bearer-token checks and ``ApiContext`` (database, storage, launcher, readiness of start-up work).
 
 Requires: ``CLIENTES_*`` settings (``CLIENTES_API_TOKEN`` for the endpoints that need the token) and the
 database and storage they name.
@@ -19,14 +19,13 @@ import sqlalchemy as sa
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.exc import DBAPIError
 
 from clientes_ingest import jobs
 from clientes_ingest.db import Database, DatabaseUnavailable
-from clientes_ingest.settings import Settings, parse_file_size
+from clientes_ingest.settings import ApiConfig, Settings
 from clientes_ingest.storage import Storage
 from deployments.launch import RunLauncher
 from deployments.upload import ApiError
@@ -34,30 +33,6 @@ from deployments.upload import ApiError
 logger = logging.getLogger("clientes_ingest.api")
 
 BEARER = HTTPBearer(auto_error=False, description="CLIENTES_API_TOKEN")
-
-
-class ApiConfig(BaseSettings):
-    """Knobs of the API; each field is the env var ``CLIENTES_API_<FIELD>`` (the token is in Settings)."""
-
-    model_config = SettingsConfigDict(env_prefix="CLIENTES_API_", extra="ignore")
-
-    max_upload_bytes: int = 8 * 1024**3
-    max_json_bytes: int = Field(default=4096, ge=64)  # JSON bodies (POST /runs): a source URI fits in far less
-    max_concurrent_uploads: int = Field(default=4, ge=1)
-    # Uploads beyond the concurrent ones wait for a slot, at most this many; more are refused with 503.
-    max_queued_uploads: int = Field(default=8, ge=0)
-    # A request body (upload or JSON) that sends nothing for this long is answered 408 and dropped.
-    body_idle_timeout: float = Field(default=30.0, gt=0)
-    # GET /jobs... (rejects hold names and DNIs) need the token too; false is for a local dev API only,
-    # and main() refuses it on an interface other than loopback.
-    auth_reads: bool = True
-    host: str = "127.0.0.1"  # defaults of --host/--port; a container sets CLIENTES_API_HOST=0.0.0.0
-    port: int = 8000
-
-    @field_validator("max_upload_bytes", "max_json_bytes", mode="before")
-    @classmethod
-    def _size(cls, value: str | int) -> int:
-        return parse_file_size(value)
 
 
 class CamelModel(BaseModel):

@@ -3,14 +3,16 @@
 ``launch_ingest(source, job_id=..., idempotency_key=...)`` creates a run of ``ingest-clientes``:
 
 * ``deployment`` mode (a Prefect API is configured, ``PREFECT_API_URL``): a flow run of the deployment
-  ``CLIENTES_DEPLOYMENT`` (default ``ingest-clientes/local``) is created through the API with the
-  idempotency key, so the same key always answers the same flow run; a worker executes it.
+  ``CLIENTES_DEPLOYMENT`` (default ``ingest-clientes/local``; Kubernetes sets ``ingest-clientes/k8s``) is
+  created through the API with the idempotency key, so the same key always answers the same flow run; a
+  worker executes it.
 * ``in-process`` mode (no Prefect server configured): the flow run is created through Prefect's
   ephemeral API and executed here, on a bounded pool of ``CLIENTES_LAUNCH_WORKERS`` threads (default 1;
   more runs queue). Keys are remembered in a bounded in-memory map and sent to Prefect as the flow run's
   idempotency key.
 
-``CLIENTES_LAUNCH_MODE`` (``auto``, ``deployment``, ``in-process``) overrides the choice. Requires:
+``CLIENTES_LAUNCH_MODE`` (``auto``, ``deployment``, ``in-process``) overrides the choice; the launcher is
+built from ``Settings`` by ``clientes_ingest.resources.build_launcher``. Requires:
 prefect (imported lazily, so importing this module stays cheap), and for deployment mode the deployment
 applied from prefect.yaml and a worker of its pool.
 """
@@ -25,25 +27,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from clientes_ingest.storage import ObjectVersion
 
 logger = logging.getLogger("clientes_ingest.launch")
 
 Mode = Literal["deployment", "in-process"]
-
-
-class LaunchConfig(BaseSettings):
-    """Launcher knobs; each field is the env var ``CLIENTES_<FIELD>``."""
-
-    model_config = SettingsConfigDict(env_prefix="CLIENTES_", extra="ignore")
-
-    deployment: str = "ingest-clientes/local"
-    launch_mode: Literal["auto", "deployment", "in-process"] = "auto"
-    launch_workers: int = Field(default=1, ge=1, description="in-process runs executed at once")
-    launch_remember: int = Field(default=10_000, ge=1, description="idempotency keys kept in memory")
 
 
 class LaunchError(RuntimeError):
@@ -310,22 +298,6 @@ class InProcessLauncher:
         self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
-def build_launcher(config: LaunchConfig | None = None,
-                   on_error: Callable[[int | None, BaseException], None] | None = None) -> RunLauncher:
-    """The launcher the configuration asks for (``auto``: deployment when a Prefect API is configured)."""
-    config = config or LaunchConfig()
-    mode = config.launch_mode
-    if mode == "auto":
-        from clientes_ingest.resources import prefect_api_configured
-
-        mode = "deployment" if prefect_api_configured() else "in-process"
-    if mode == "deployment":
-        logger.info("runs are created from deployment %s", config.deployment)
-        return DeploymentLauncher(config.deployment)
-    logger.info("no Prefect API configured: runs execute in this process (%d at a time)", config.launch_workers)
-    return InProcessLauncher(workers=config.launch_workers, remember=config.launch_remember, on_error=on_error)
-
-
 _LAUNCHERS: dict[tuple[str, str], RunLauncher] = {}
 _LAUNCHERS_LOCK = threading.Lock()
 
@@ -339,12 +311,13 @@ def launch_ingest(
     chunk_size: str | None = None,
 ) -> LaunchResult:
     """Start an ingest run with the process-wide launcher for ``deployment`` (``CLIENTES_DEPLOYMENT``)."""
-    config = LaunchConfig()
-    if deployment is not None:
-        config = config.model_copy(update={"deployment": deployment})
-    key = (config.launch_mode, config.deployment)
+    from clientes_ingest.resources import build_launcher
+    from clientes_ingest.settings import load_settings
+
+    settings = load_settings(deployment=deployment)
+    key = (settings.launch_mode, settings.deployment)
     with _LAUNCHERS_LOCK:
         launcher = _LAUNCHERS.get(key)
         if launcher is None:
-            launcher = _LAUNCHERS[key] = build_launcher(config)
+            launcher = _LAUNCHERS[key] = build_launcher(settings)
     return launcher.launch(source, job_id=job_id, idempotency_key=idempotency_key, chunk_size=chunk_size)

@@ -10,8 +10,9 @@ that is not allowed (``CLIENTES_S3_BUCKET`` and ``CLIENTES_ALLOWED_BUCKETS``: co
 launched). A message it cannot parse, or whose run cannot be created, is left on the queue: SQS
 redelivers it and, after 3 receives, moves it to the dead-letter queue.
 
-Modes (``CLIENTES_TRIGGER_MODE``): ``deployment`` creates runs through the Prefect API
-(``PREFECT_API_URL``; deployment ``CLIENTES_TRIGGER_DEPLOYMENT``, default ``ingest-clientes/k8s``);
+Modes (``CLIENTES_LAUNCH_MODE``, shared with the API): ``deployment`` creates runs through the Prefect API
+(``PREFECT_API_URL``; deployment ``CLIENTES_DEPLOYMENT``, default ``ingest-clientes/local``, Kubernetes
+sets ``ingest-clientes/k8s``);
 ``in-process`` runs the flow inside this process and deletes the message only once the load is done
 (embedded default, no Prefect server; unlike the webhook's queued in-process runs in
 ``deployments.launch``, a crash here leaves the event on the queue to be redelivered); ``auto``
@@ -37,27 +38,12 @@ from typing import Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clientes_ingest.events import DEFAULT_KEY_PATTERN, EventParseError, S3ObjectEvent, key_matches, parse_message
+from clientes_ingest.s3 import describe_error
+from clientes_ingest.settings import Settings, load_settings
 
 logger = logging.getLogger("clientes_ingest.trigger")
-
-
-class TriggerConfig(BaseSettings):
-    """Knobs of the trigger service; each field is the env var ``CLIENTES_TRIGGER_<FIELD>``."""
-
-    model_config = SettingsConfigDict(env_prefix="CLIENTES_TRIGGER_", extra="ignore")
-
-    mode: Literal["auto", "deployment", "in-process"] = "auto"
-    deployment: str = "ingest-clientes/k8s"
-    key_pattern: str = DEFAULT_KEY_PATTERN
-    queue_url: str | None = None  # default: looked up from CLIENTES_SQS_QUEUE_NAME
-    host: str = "0.0.0.0"  # noqa: S104 - probes and Prometheus scrape from outside the pod
-    port: int = 9100
-    wait_seconds: int = 20
-    visibility_timeout: int = 60
-    retry_delay_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -212,7 +198,8 @@ class TriggerService:
             except Exception as exc:  # never die on a queue hiccup: back off and poll again
                 failures += 1
                 delay = min(30.0, 2.0**failures)
-                logger.error("receive from %s failed (%s); retrying in %.0fs", self.queue_url, _describe(exc), delay)
+                logger.error("receive from %s failed (%s); retrying in %.0fs", self.queue_url, describe_error(exc),
+                             delay)
                 self._stop.wait(delay)
         logger.info("trigger stopped")
 
@@ -288,7 +275,7 @@ class TriggerService:
                 with self._keep_invisible(message):
                     result = self.launcher.launch(event)
             except Exception as exc:
-                logger.error("message %s: cannot start a run for %s: %s", message_id, event.uri, _describe(exc))
+                logger.error("message %s: cannot start a run for %s: %s", message_id, event.uri, describe_error(exc))
                 self.metrics.failed.inc()
                 failed += 1
                 continue
@@ -316,7 +303,8 @@ class TriggerService:
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         except (ClientError, BotoCoreError) as exc:
             # Redelivery is harmless (idempotency key); losing the error is not.
-            logger.error("message %s: delete failed (%s); it will come back", message.get("MessageId"), _describe(exc))
+            logger.error("message %s: delete failed (%s); it will come back", message.get("MessageId"),
+                         describe_error(exc))
 
     def _retry_later(self, message: dict[str, Any]) -> None:
         if self.retry_delay_seconds is None:
@@ -328,7 +316,7 @@ class TriggerService:
                 VisibilityTimeout=self.retry_delay_seconds,
             )
         except (ClientError, BotoCoreError) as exc:
-            logger.warning("message %s: cannot reschedule (%s)", message.get("MessageId"), _describe(exc))
+            logger.warning("message %s: cannot reschedule (%s)", message.get("MessageId"), describe_error(exc))
 
     @contextlib.contextmanager
     def _keep_invisible(self, message: dict[str, Any]) -> Iterator[None]:
@@ -346,7 +334,7 @@ class TriggerService:
                     )
                 except (ClientError, BotoCoreError) as exc:
                     logger.warning(
-                        "message %s: cannot extend visibility (%s)", message.get("MessageId"), _describe(exc)
+                        "message %s: cannot extend visibility (%s)", message.get("MessageId"), describe_error(exc)
                     )
 
         thread = threading.Thread(target=extend, name="sqs-visibility", daemon=True)
@@ -356,13 +344,6 @@ class TriggerService:
         finally:
             done.set()
             thread.join()
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', '?')} {error.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
 
 
 def serve_http(service: TriggerService, host: str, port: int) -> ThreadingHTTPServer:
@@ -399,16 +380,13 @@ def serve_http(service: TriggerService, host: str, port: int) -> ThreadingHTTPSe
     return server
 
 
-def build_launcher(config: TriggerConfig) -> Launcher:
+def build_launcher(settings: Settings) -> Launcher:
     """The deployment launcher when a Prefect API is configured (or forced), else in-process."""
-    mode = config.mode
-    if mode == "auto":
-        from clientes_ingest.resources import prefect_api_configured
+    from clientes_ingest.resources import launch_mode
 
-        mode = "deployment" if prefect_api_configured() else "in-process"
-    if mode == "deployment":
-        logger.info("creating runs of deployment %s", config.deployment)
-        return DeploymentLauncher(config.deployment)
+    if launch_mode(settings) == "deployment":
+        logger.info("creating runs of deployment %s", settings.deployment)
+        return DeploymentLauncher(settings.deployment)
     logger.info("no Prefect API configured: running the ingest flow in-process")
     return InProcessLauncher()
 
@@ -432,14 +410,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from clientes_ingest.placeholders import exit_on_placeholders
     from clientes_ingest.s3 import clients_from_settings
-    from clientes_ingest.settings import load_settings
     from clientes_ingest.sources import SourcePolicy
 
     settings = load_settings()
     # Before serving: an example secret (CHANGE-ME) would make a guessable credential.
     exit_on_placeholders(settings, "clientes-ingest-trigger",
                          {"PREFECT_API_AUTH_STRING": PREFECT_API_AUTH_STRING.value()})
-    config = TriggerConfig()
+    config = settings.trigger
     _, sqs = clients_from_settings(settings)
     queue_url = config.queue_url
     if not queue_url:
@@ -447,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             queue_url = sqs.get_queue_url(QueueName=settings.sqs_queue_name)["QueueUrl"]
         except (ClientError, BotoCoreError) as exc:
             print(
-                f"cannot find SQS queue {settings.sqs_queue_name} ({_describe(exc)}): "
+                f"cannot find SQS queue {settings.sqs_queue_name} ({describe_error(exc)}): "
                 "create it with `clientes-ingest aws init` or set CLIENTES_TRIGGER_QUEUE_URL",
                 file=sys.stderr,
             )
@@ -455,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     service = TriggerService(
         sqs,
         queue_url,
-        build_launcher(config),
+        build_launcher(settings),
         allowed_buckets=SourcePolicy.from_settings(settings).buckets,
         key_pattern=config.key_pattern,
         wait_seconds=config.wait_seconds,

@@ -3,28 +3,36 @@
 Orchestration only: every IO step is a task in ``clientes_ingest.tasks``. Deployed by prefect.yaml as
 ``ingest-clientes/k8s`` and ``ingest-clientes/local``; run directly with
 ``python -m flows.ingest SOURCE`` or ``clientes-ingest run SOURCE``.
-Requires: the settings of ``clientes_ingest.settings`` (env ``CLIENTES_*``); blocks when
-``CLIENTES_DB_BLOCK`` / ``CLIENTES_S3_BLOCK`` name them.
+Requires: the settings of ``clientes_ingest.settings`` (env ``CLIENTES_*``, read once when a run starts);
+blocks when ``CLIENTES_DB_BLOCK`` / ``CLIENTES_S3_BLOCK`` name them.
+
+Task runner: callers in this process choose it at call time
+(``ingest_clientes.with_options(task_runner=build_task_runner(settings))``). A run started from a
+deployment (prefect.yaml's entrypoint; a worker imports this module and calls the flow as declared) gets
+``RunnerFromSettings``: Prefect asks a flow's runner for a fresh copy when each run starts, and this one
+answers with ``build_task_runner(load_settings())`` at that moment, so the pod's
+``CLIENTES_CHUNK_CONCURRENCY`` / ``CLIENTES_DASK_ADDRESS`` apply to that run. Nothing is read at import.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_run_logger, runtime, unmapped
+from prefect import Task, flow, get_run_logger, runtime, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from clientes_ingest.jobs import REJECTED_FILE, Action
-from clientes_ingest.settings import load_settings, reject_policy
+from clientes_ingest.settings import Settings, load_settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.staging import resolve_source
 from clientes_ingest.storage import ObjectVersion
 from clientes_ingest.tasks import (
+    ChunkLoad,
     emit_job_events,
     fail_job,
     finalize_job,
@@ -52,19 +60,35 @@ class IngestFailed(RuntimeError):
         return str(self.args[0])
 
 
-def build_task_runner() -> TaskRunner[Any]:
-    """Thread pool by default; Dask when ``CLIENTES_DASK_ADDRESS`` names a scheduler (or ``local``)."""
-    address = os.environ.get("CLIENTES_DASK_ADDRESS")
-    if address:
+def build_task_runner(settings: Settings | None = None) -> TaskRunner[Any]:
+    """A thread pool of ``chunk_concurrency`` threads; Dask when ``dask_address`` names a scheduler (or ``local``)."""
+    settings = settings or load_settings()
+    if settings.dask_address:
         from prefect_dask import DaskTaskRunner
 
-        if address == "local":
+        if settings.dask_address == "local":
             return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
-        return DaskTaskRunner(address=address)
-    return ThreadPoolTaskRunner(max_workers=load_settings().chunk_concurrency)
+        return DaskTaskRunner(address=settings.dask_address)
+    return ThreadPoolTaskRunner(max_workers=settings.chunk_concurrency)
 
 
-@flow(name="ingest-clientes", task_runner=build_task_runner(), log_prints=True)
+class RunnerFromSettings(TaskRunner[PrefectFuture[Any]]):
+    """The declared runner of ``ingest_clientes``: a placeholder that Prefect replaces, when a run starts, by
+    its ``duplicate()``, the runner the settings of that moment ask for (``build_task_runner``)."""
+
+    @property
+    def name(self) -> str:
+        return "runner-from-settings"
+
+    def duplicate(self) -> Any:
+        return build_task_runner()
+
+    def submit(self, task: Task[Any, Any], parameters: dict[str, Any], wait_for: Iterable[PrefectFuture[Any]]
+               | None = None, dependencies: dict[str, set[Any]] | None = None) -> PrefectFuture[Any]:
+        raise RuntimeError("RunnerFromSettings only stands for the runner built when a run starts")
+
+
+@flow(name="ingest-clientes", task_runner=RunnerFromSettings(), log_prints=True)
 def ingest_clientes(
     source: str, force: bool = False, job_id: int | None = None, chunk_size: str | None = None,
     sha256: str | None = None, version_id: str | None = None, etag: str | None = None,
@@ -110,9 +134,8 @@ def ingest_clientes(
     progress_id = create_progress_artifact(progress=100.0 * done / total if total else 100.0,
                                            description=f"Chunks processed, job {registration.job_id}")
     assert isinstance(progress_id, UUID)  # the sync call inside a sync flow returns the id itself
-    futures = process_chunk.map(unmapped(db), unmapped(storage), registration.job_id, registration.uri,
-                                list(registration.pending), settings.block_size, settings.max_line_bytes,
-                                settings.chunk_isolation, settings.db_write_limit, unmapped(policy))
+    load = ChunkLoad.of(db, storage, registration.job_id, registration.uri, settings)
+    futures = process_chunk.map(unmapped(load), list(registration.pending))
     for future in as_completed(futures):
         try:
             future.result()

@@ -10,9 +10,18 @@ Requires: for blocks, a Prefect API holding them (``clientes-ingest blocks regis
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
 from clientes_ingest.db import Database
 from clientes_ingest.settings import Settings
 from clientes_ingest.storage import LocalStorage, Storage
+
+if TYPE_CHECKING:
+    from deployments.launch import RunLauncher
+
+logger = logging.getLogger("clientes_ingest.launch")
 
 
 def open_database(settings: Settings) -> Database:
@@ -50,3 +59,24 @@ def prefect_api_configured() -> bool:
 
     return bool(get_current_settings().api.url)
 
+
+
+def launch_mode(settings: Settings) -> Literal["deployment", "in-process"]:
+    """``settings.launch_mode``, with ``auto`` resolved: deployment when a Prefect API is configured."""
+    if settings.launch_mode == "auto":
+        return "deployment" if prefect_api_configured() else "in-process"
+    return settings.launch_mode
+
+
+def build_launcher(
+    settings: Settings, on_error: Callable[[int | None, BaseException], None] | None = None
+) -> RunLauncher:
+    """The launcher of ingest runs: runs of ``settings.deployment`` in deployment mode (``launch_mode``, or
+    ``auto`` with a Prefect API configured), else runs executed in this process (``launch_workers`` at once)."""
+    from deployments.launch import DeploymentLauncher, InProcessLauncher
+
+    if launch_mode(settings) == "deployment":
+        logger.info("runs are created from deployment %s", settings.deployment)
+        return DeploymentLauncher(settings.deployment)
+    logger.info("no Prefect API configured: runs execute in this process (%d at a time)", settings.launch_workers)
+    return InProcessLauncher(workers=settings.launch_workers, remember=settings.launch_remember, on_error=on_error)

@@ -69,7 +69,8 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A botocore error as ``Code Message`` (other errors as ``Type: message``), for one-line errors."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "?")
@@ -120,7 +121,7 @@ def log_retries(client: Any) -> Any:
                        operation: Any = None, **_kwargs: Any) -> None:
         status = response[0].status_code if response and response[0] is not None else None
         if caught_exception is not None or (status is not None and status >= 500):
-            cause = _describe(caught_exception) if caught_exception is not None else f"HTTP {status}"
+            cause = describe_error(caught_exception) if caught_exception is not None else f"HTTP {status}"
             _log.warning("S3 %s attempt %d failed (%s); botocore retries it", getattr(operation, "name", "request"),
                          attempts, cause)
 
@@ -252,9 +253,9 @@ class S3Storage:
         except ClientError as exc:
             if _error_code(exc) in _NOT_FOUND:
                 return False
-            raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+            raise StorageError(f"cannot check {uri}: {describe_error(exc)}") from exc
         except BotoCoreError as exc:
-            raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+            raise StorageError(f"cannot check {uri}: {describe_error(exc)}") from exc
         return True
 
     def delete(self, uri: str) -> None:
@@ -277,7 +278,7 @@ class S3Storage:
             if not versions:  # a bucket without versioning lists none
                 self.client.delete_object(Bucket=bucket, Key=key)
         except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"cannot delete {uri}: {_describe(exc)}") from exc
+            raise StorageError(f"cannot delete {uri}: {describe_error(exc)}") from exc
         self._pins.pop(uri, None)
 
     def store(self, source: Readable, name: str, on_block: BlockObserver | None = None) -> StoredObject:
@@ -291,7 +292,7 @@ class S3Storage:
         except BaseException as exc:
             upload.abort()
             if isinstance(exc, ClientError | BotoCoreError):
-                raise StorageError(f"cannot upload to {uri}: {_describe(exc)}") from exc
+                raise StorageError(f"cannot upload to {uri}: {describe_error(exc)}") from exc
             raise
         self._pins[uri] = version
         return StoredObject(uri=uri, name=name, size=size, sha256=sha, version=version)
@@ -308,7 +309,7 @@ class S3Storage:
         except ClientError as exc:
             raise self._read_error(uri, exc) from exc
         except _TRANSIENT as exc:
-            raise StorageError(f"cannot read {uri}: {_describe(exc)}") from exc
+            raise StorageError(f"cannot read {uri}: {describe_error(exc)}") from exc
         version = ObjectVersion.of(response.get("VersionId"), response.get("ETag"))
         if uri not in self._pins and version is not None:
             self._pins[uri] = version
@@ -348,9 +349,9 @@ class S3Storage:
         except ClientError as exc:
             if _error_code(exc) in _NOT_FOUND | _VERSION_GONE:
                 return None
-            raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+            raise StorageError(f"cannot check {uri}: {describe_error(exc)}") from exc
         except BotoCoreError as exc:
-            raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+            raise StorageError(f"cannot check {uri}: {describe_error(exc)}") from exc
 
     def _version_with_etag(self, uri: str, bucket: str, key: str, etag: str) -> ObjectVersion | None:
         """The newest kept version of ``key`` whose ETag is ``etag`` (None when versioning is off)."""
@@ -361,7 +362,7 @@ class S3Storage:
                     if entry["Key"] == key and str(entry.get("ETag", "")).strip('"') == etag:
                         return ObjectVersion.of(entry.get("VersionId"), etag)
         except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"cannot list the versions of {uri}: {_describe(exc)}") from exc
+            raise StorageError(f"cannot list the versions of {uri}: {describe_error(exc)}") from exc
         return None
 
     def _read_args(self, uri: str) -> dict[str, str]:
@@ -380,7 +381,7 @@ class S3Storage:
                                    f"({self._pins.get(uri)}); its bytes are not read: re-run the job for the new file")
         if code in _NOT_FOUND:
             return StorageError(f"cannot read {uri}: no such object")
-        return StorageError(f"cannot read {uri}: {_describe(exc)}")
+        return StorageError(f"cannot read {uri}: {describe_error(exc)}")
 
     def iter_range(self, uri: str, start: int, end: int, block_size: int = COPY_BLOCK) -> Iterator[bytes]:
         bucket, key = split_s3_uri(uri)
@@ -412,15 +413,15 @@ class S3Storage:
                     raise StorageError(f"{uri} is shorter than expected: no bytes at offset {start}") from exc
                 if code in _NOT_FOUND | _PRECONDITION | _VERSION_GONE:
                     raise self._read_error(uri, exc) from exc
-                raise StorageError(f"cannot read {uri} bytes {start}-{stop - 1}: {_describe(exc)}") from exc
+                raise StorageError(f"cannot read {uri} bytes {start}-{stop - 1}: {describe_error(exc)}") from exc
             except _TRANSIENT as exc:
                 if attempt < READ_ATTEMPTS:
                     _log.warning("S3 read of %s bytes %d-%d failed (%s); retrying (%d of %d)", uri, start, stop - 1,
-                                 _describe(exc), attempt + 1, READ_ATTEMPTS)
+                                 describe_error(exc), attempt + 1, READ_ATTEMPTS)
                 if attempt == READ_ATTEMPTS:
                     raise StorageError(
                         f"cannot read {uri} bytes {start}-{stop - 1} "
-                        f"after {attempt} attempts: {_describe(exc)}"
+                        f"after {attempt} attempts: {describe_error(exc)}"
                     ) from exc
                 continue
             if len(block) != stop - start:

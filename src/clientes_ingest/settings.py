@@ -1,61 +1,101 @@
 """Runtime settings for every entry point, read from the environment (prefix ``CLIENTES_``).
 
+This is the ONLY module that reads the environment: one model, ``Settings``, with one meaning and one
+default per variable, and two sections with their own prefixes: ``Settings.api`` (``CLIENTES_API_*``,
+the webhook API) and ``Settings.trigger`` (``CLIENTES_TRIGGER_*``, the SQS trigger service). Which
+deployment new runs go to and how they are started (``CLIENTES_DEPLOYMENT``, ``CLIENTES_LAUNCH_MODE``)
+are shared by the API, the trigger and the recovery flow.
+
 The embedded default needs nothing set: local storage under ``./.clientes-ingest``, SQLite at
 ``./clientes.db``. Secrets (database URL, AWS secret key, API token) are ``SecretStr`` so they never
-show in reprs, logs or Prefect parameters.
+show in reprs, logs or Prefect parameters. ``use_settings`` makes a ``Settings`` built in code (e.g. from
+CLI options) the one ``load_settings`` answers within a block, so nothing writes the environment.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ByteSize, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clientes_ingest.events import DEFAULT_KEY_PATTERN
 from clientes_ingest.guard import RejectPolicy
 
 DEFAULT_DB_URL = "sqlite:///./clientes.db"
+DEFAULT_DEPLOYMENT = "ingest-clientes/local"
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+_BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
 
 
 def parse_size(value: str | int) -> int:
-    """Parse a byte size such as ``32MB``, ``32MiB``, ``1GB`` or ``4096`` into bytes.
-
-    ``MB`` and ``MiB`` are both read as binary (MiB) for chunk and block sizes, except ``GB``/``TB``
-    style sizes of files, which callers pass through :func:`parse_file_size`.
-    """
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError(f"size must be positive, got {value}")
-        return value
-    match = _SIZE_RE.match(value)
-    if not match:
-        raise ValueError(f"cannot read size {value!r}: use a number with an optional unit, e.g. 32MB or 4MiB")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    prefix = unit[:1] if unit[:1] in "kmgt" else ""
-    size = int(number * (1024 ** ("kmgt".index(prefix) + 1) if prefix else 1))
+    """Bytes from a size: a plain number of bytes, or a number with a unit in pydantic ``ByteSize`` terms
+    (case-insensitive): ``KB``/``MB``/``GB``/``TB`` are decimal (``32MB`` = 32,000,000 bytes) and
+    ``KiB``/``MiB``/``GiB``/``TiB`` binary (``32MiB`` = 33,554,432 bytes). The one size parser of the project:
+    chunk, block and line sizes, the API's upload limit, ``generate --size``."""
+    try:
+        size = int(_BYTE_SIZE.validate_python(value))
+    except ValidationError:
+        raise ValueError(f"cannot read size {value!r}: use a number of bytes or a number with a unit, e.g. "
+                         f"32MiB (binary) or 32MB (decimal)") from None
     if size <= 0:
         raise ValueError(f"size must be positive, got {value!r}")
     return size
 
 
-def parse_file_size(value: str | int) -> int:
-    """Parse a file size with decimal units (``1GB`` = 10**9 bytes) and binary ones (``1GiB``)."""
-    if isinstance(value, int):
+class RetryConfig(BaseSettings):
+    """Task retry delays, ``CLIENTES_RETRY_BACKOFF_SECONDS``: read when ``clientes_ingest.tasks`` is imported,
+    because Prefect fixes a task's retry delays when the task is declared (tests set it to 0)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIENTES_RETRY_", extra="ignore")
+
+    backoff_seconds: float = Field(default=2.0, ge=0, description="first retry delay; later ones grow 4x")
+
+
+class ApiConfig(BaseSettings):
+    """Knobs of the webhook API; each field is the env var ``CLIENTES_API_<FIELD>`` (the token is
+    ``Settings.api_token``, ``CLIENTES_API_TOKEN``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIENTES_API_", extra="ignore")
+
+    max_upload_bytes: int = 8 * 1024**3
+    max_json_bytes: int = Field(default=4096, ge=64)  # JSON bodies (POST /runs): a source URI fits in far less
+    max_concurrent_uploads: int = Field(default=4, ge=1)
+    # Uploads beyond the concurrent ones wait for a slot, at most this many; more are refused with 503.
+    max_queued_uploads: int = Field(default=8, ge=0)
+    # A request body (upload or JSON) that sends nothing for this long is answered 408 and dropped.
+    body_idle_timeout: float = Field(default=30.0, gt=0)
+    # GET /jobs... (rejects hold names and DNIs) need the token too; false is for a local dev API only,
+    # and main() refuses it on an interface other than loopback.
+    auth_reads: bool = True
+    host: str = "127.0.0.1"  # defaults of --host/--port; a container sets CLIENTES_API_HOST=0.0.0.0
+    port: int = 8000
+
+    @field_validator("max_upload_bytes", "max_json_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: str | int) -> int:
         return parse_size(value)
-    match = _SIZE_RE.match(value)
-    if not match:
-        raise ValueError(f"cannot read size {value!r}: use a number with an optional unit, e.g. 1GB")
-    unit = (match.group(2) or "").lower()
-    if "i" in unit:
-        return parse_size(value)
-    prefix = unit[:1] if unit[:1] in "kmgt" else ""
-    return int(float(match.group(1)) * _UNITS[prefix])
+
+
+class TriggerConfig(BaseSettings):
+    """Knobs of the SQS trigger service; each field is the env var ``CLIENTES_TRIGGER_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIENTES_TRIGGER_", extra="ignore")
+
+    key_pattern: str = DEFAULT_KEY_PATTERN
+    queue_url: str | None = None  # default: looked up from CLIENTES_SQS_QUEUE_NAME
+    host: str = "0.0.0.0"  # noqa: S104 - probes and Prometheus scrape from outside the pod
+    port: int = 9100
+    wait_seconds: int = 20
+    visibility_timeout: int = 60
+    retry_delay_seconds: int = 30
 
 
 _AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -157,6 +197,24 @@ class Settings(BaseSettings):
         parse_age(value)
         return value.strip()
 
+    # How runs are started by the API, the trigger and the recovery flow (deployments/launch.py).
+    deployment: str = Field(
+        default=DEFAULT_DEPLOYMENT, description="deployment whose runs are created in deployment mode; "
+        "Kubernetes sets ingest-clientes/k8s")
+    launch_mode: Literal["auto", "deployment", "in-process"] = Field(
+        default="auto", description="auto: deployment when a Prefect API is configured, else in this process")
+    launch_workers: int = Field(default=1, ge=1, description="in-process runs executed at once")
+    launch_remember: int = Field(default=10_000, ge=1, description="idempotency keys kept in memory")
+
+    # How a flow run executes its chunks (flows/ingest.py).
+    dask_address: str | None = Field(
+        default=None, description="run chunks on this Dask scheduler ('local': a local cluster) instead of "
+        "a thread pool of chunk_concurrency threads")
+
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    trigger: TriggerConfig = Field(default_factory=TriggerConfig)
+
     @field_validator("db_write_limit")
     @classmethod
     def _limit_name(cls, value: str) -> str:
@@ -173,6 +231,35 @@ def reject_policy(settings: Settings) -> RejectPolicy:
     return RejectPolicy(max_ratio=settings.max_reject_ratio, max_stored=settings.max_stored_rejects)
 
 
+_ACTIVE: ContextVar[Settings | None] = ContextVar("clientes_settings", default=None)
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Within the block (and the Prefect tasks it submits), ``load_settings`` starts from ``settings``."""
+    token = _ACTIVE.set(settings)
+    try:
+        yield settings
+    finally:
+        _ACTIVE.reset(token)
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment, with explicit overrides (e.g. from CLI options)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    """The settings in use (``use_settings``, else the environment), with explicit overrides applied."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    active = _ACTIVE.get()
+    if active is None:
+        return Settings(**values)  # type: ignore[arg-type]
+    if not values:
+        return active
+    return Settings(**{**dict(active), **values})
+
+
+def prefect_process_defaults(*, verbose: bool) -> None:
+    """Defaults of Prefect's own settings for a command that runs flows in this process (before Prefect is
+    imported: it configures logging then). Set values win; Prefect reads only the environment for these."""
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls off this machine
+    # The ephemeral API starts a server subprocess; on a busy or small machine it needs more than 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

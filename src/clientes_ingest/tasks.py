@@ -3,21 +3,22 @@
 The work itself lives in plain modules (staging, jobs, loader) tested without Prefect; these wrappers
 add retries, names and logging. Dependencies arrive as arguments (a ``Database``, a ``Storage``):
 both are small picklable handles, so the same tasks run on the thread pool, Dask or Kubernetes.
-Retry delays grow from ``CLIENTES_RETRY_BACKOFF_SECONDS`` (default 2 s: 2, 8, 32 s, with jitter).
+Retry delays grow from ``CLIENTES_RETRY_BACKOFF_SECONDS`` (default 2 s: 2, 8, 32 s, with jitter; the one
+setting read at import, since Prefect fixes a task's retry delays when it is declared).
 ``process_chunk`` holds one slot of the Prefect global concurrency limit named by
-``CLIENTES_DB_WRITE_LIMIT`` (default ``clientes-db-writers``) while its chunk loads, so at most that many
-chunks write to the database at once across every run (docs/concurrency.md).
+``CLIENTES_DB_WRITE_LIMIT`` (default ``clientes-db-writers``; passed in its ``ChunkLoad``) while its chunk
+loads, so at most that many chunks write to the database at once across every run (docs/concurrency.md).
 Requires: prefect 3; the limit itself is optional (``clientes-ingest blocks register`` creates it).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task
@@ -33,7 +34,7 @@ from clientes_ingest import job_events, jobs, lease, progress, quality, report, 
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
 from clientes_ingest.guard import RejectPolicy
-from clientes_ingest.settings import Settings, load_settings, reject_policy
+from clientes_ingest.settings import RetryConfig, Settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.storage import ObjectVersion, Storage, VersionMismatch
 
@@ -53,8 +54,8 @@ class DbWriteSlotError(RuntimeError):
 
 
 def backoff(retries: int) -> list[float]:
-    """Delays before each retry: base, 4x base, 16x base (base from the environment, default 2 s)."""
-    base = float(os.environ.get("CLIENTES_RETRY_BACKOFF_SECONDS", "2"))
+    """Delays before each retry: base, 4x base, 16x base (base ``CLIENTES_RETRY_BACKOFF_SECONDS``, 2 s)."""
+    base = RetryConfig().backoff_seconds
     return [base * 4**attempt for attempt in range(retries)]
 
 
@@ -193,34 +194,54 @@ def _report_missing(logger: logging.Logger | logging.LoggerAdapter[logging.Logge
                    "or set CLIENTES_DB_WRITE_LIMIT= to turn this off", limit, limit)
 
 
+@dataclass(frozen=True)
+class ChunkLoad:
+    """What every chunk of one job shares: handles, the stored file, and the load options from settings.
+
+    Built once by the flow and passed to each ``process_chunk`` (picklable, for Dask and subprocesses),
+    so a chunk task never reads settings itself.
+    """
+
+    db: Database
+    storage: Storage
+    job_id: int
+    uri: str
+    block_size: int
+    max_line_bytes: int
+    isolation: str = "thread"
+    db_write_limit: str = ""
+    lease_seconds: float = 900.0
+    policy: RejectPolicy | None = None  # the reject guard (CLIENTES_MAX_REJECT_RATIO, CLIENTES_MAX_STORED_REJECTS)
+
+    @classmethod
+    def of(cls, db: Database, storage: Storage, job_id: int, uri: str, settings: Settings) -> ChunkLoad:
+        return cls(db, storage, job_id, uri, block_size=settings.block_size, max_line_bytes=settings.max_line_bytes,
+                   isolation=settings.chunk_isolation, db_write_limit=settings.db_write_limit,
+                   lease_seconds=settings.job_lease_seconds, policy=reject_policy(settings))
+
+
 @task(retries=CHUNK_RETRIES, retry_delay_seconds=backoff(CHUNK_RETRIES), retry_jitter_factor=0.5,
       cache_policy=NO_CACHE, task_run_name="process-chunk-{chunk.index}")
-def process_chunk(
-    db: Database, storage: Storage, job_id: int, uri: str, chunk: ChunkSpec, block_size: int, max_line_bytes: int,
-    isolation: str = "thread", db_write_limit: str | None = None, policy: RejectPolicy | None = None,
-) -> loader.ChunkResult:
+def process_chunk(load: ChunkLoad, chunk: ChunkSpec) -> loader.ChunkResult:
     """Load one chunk's rows and rejects and mark it done, all in one transaction (here, or in a child).
 
-    The load holds a slot of ``db_write_limit`` (default: ``CLIENTES_DB_WRITE_LIMIT``) throughout.
-    ``policy``: the reject guard (default: ``CLIENTES_MAX_REJECT_RATIO``, ``CLIENTES_MAX_STORED_REJECTS``).
+    The load holds a slot of the ``load.db_write_limit`` global concurrency limit throughout.
     """
-    settings = load_settings()
-    limit = settings.db_write_limit if db_write_limit is None else db_write_limit.strip()
-    policy = policy or reject_policy(settings)
+    db, storage, job_id, uri = load.db, load.storage, load.job_id, load.uri
     # While it waits for a slot and loads, the chunk keeps its job's lease: a run waiting its turn is alive.
-    with lease.keep_alive(db.engine, job_id, settings.job_lease_seconds / LEASE_BEATS), \
-            db_write_slot(limit, chunk.index):
-        if isolation == "subprocess":
+    with lease.keep_alive(db.engine, job_id, load.lease_seconds / LEASE_BEATS), \
+            db_write_slot(load.db_write_limit.strip(), chunk.index):
+        if load.isolation == "subprocess":
             from clientes_ingest import chunk_worker
 
-            result = chunk_worker.run_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
-                                            max_line_bytes=max_line_bytes, policy=policy)
+            result = chunk_worker.run_chunk(db, storage, job_id, uri, chunk, block_size=load.block_size,
+                                            max_line_bytes=load.max_line_bytes, policy=load.policy)
             progress.emit("load", chunk.end - chunk.start)  # the child's own events do not reach this process
         else:
             from clientes_ingest import loader
 
-            result = loader.load_chunk(db, storage, job_id, uri, chunk, block_size=block_size,
-                                       max_line_bytes=max_line_bytes, policy=policy)
+            result = loader.load_chunk(db, storage, job_id, uri, chunk, block_size=load.block_size,
+                                       max_line_bytes=load.max_line_bytes, policy=load.policy)
     if result.stopped:
         get_run_logger().info("chunk %d: not loaded, job %d was refused (rejected_file)", chunk.index, job_id)
         return result

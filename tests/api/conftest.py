@@ -23,8 +23,8 @@ def api_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
         "CLIENTES_STORAGE": "local",
         "CLIENTES_STORAGE_ROOT": str(tmp_path / "store"),
         "CLIENTES_API_TOKEN": TOKEN,
-        "CLIENTES_CHUNK_SIZE": "40KB",
-        "CLIENTES_BLOCK_SIZE": "16KB",
+        "CLIENTES_CHUNK_SIZE": "40KiB",
+        "CLIENTES_BLOCK_SIZE": "16KiB",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -14,7 +14,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from clientes_ingest import jobs
 from clientes_ingest.db import Database
 from clientes_ingest.devtools.generator import generate
-from clientes_ingest.resources import prefect_api_configured
+from clientes_ingest.resources import build_launcher, prefect_api_configured
+from clientes_ingest.settings import Settings
 from deployments import launch
 from flows.ingest import ingest_clientes
 
@@ -26,7 +27,7 @@ def db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Database:
     url = f"sqlite:///{tmp_path / 'launch.db'}"
     monkeypatch.setenv("CLIENTES_DB_URL", url)
     monkeypatch.setenv("CLIENTES_STORAGE_ROOT", str(tmp_path / "store"))
-    monkeypatch.setenv("CLIENTES_CHUNK_SIZE", "64KB")
+    monkeypatch.setenv("CLIENTES_CHUNK_SIZE", "64KiB")
     database = Database(url)
     database.ensure_schema()
     return database
@@ -103,14 +104,14 @@ def test_a_missing_deployment_is_a_clear_launch_error() -> None:
 
 
 def test_auto_mode_follows_the_prefect_api_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(launch.build_launcher(launch.LaunchConfig()), launch.DeploymentLauncher)
+    assert isinstance(build_launcher(Settings()), launch.DeploymentLauncher)
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         assert not prefect_api_configured()
-        in_process = launch.build_launcher(launch.LaunchConfig())
+        in_process = build_launcher(Settings())
         assert isinstance(in_process, launch.InProcessLauncher)
         in_process.shutdown()
     monkeypatch.setenv("CLIENTES_LAUNCH_MODE", "in-process")
-    forced = launch.build_launcher(launch.LaunchConfig())
+    forced = build_launcher(Settings())
     assert isinstance(forced, launch.InProcessLauncher)
     forced.shutdown()
 

@@ -4,7 +4,6 @@ Liveness during a slow upload is tested against the real process in test_api_pro
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import tracemalloc
@@ -16,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
+from clientes_ingest.devtools.supervise import free_port
 from deployments.api import ApiConfig, create_app
 from deployments.launch import LaunchResult
 
@@ -39,12 +39,6 @@ class CountingLauncher:
 
     def find(self, idempotency_key: str) -> LaunchResult | None:
         return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

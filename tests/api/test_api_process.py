@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from support.loading import load_file
 
 from clientes_ingest.db import Database
 from clientes_ingest.devtools.generator import generate
+from clientes_ingest.devtools.supervise import free_port
 from clientes_ingest.jobs import DONE_STATUSES, get_job
 
 pytestmark = [pytest.mark.system, pytest.mark.usefixtures("prefect_harness")]
@@ -30,12 +30,6 @@ pytestmark = [pytest.mark.system, pytest.mark.usefixtures("prefect_harness")]
 TOKEN = "proc-token-SECRET-8e41"
 AWS_SECRET = "aws-SECRET-proc-19ab"
 BOUNDARY = "system-test-boundary"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def api_command() -> list[str]:
@@ -58,8 +52,8 @@ def api_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "CLIENTES_STORAGE_ROOT": str(tmp_path / "store"),
         "CLIENTES_API_TOKEN": TOKEN,
         "CLIENTES_AWS_SECRET_ACCESS_KEY": AWS_SECRET,
-        "CLIENTES_CHUNK_SIZE": "64KB",
-        "CLIENTES_BLOCK_SIZE": "16KB",
+        "CLIENTES_CHUNK_SIZE": "64KiB",
+        "CLIENTES_BLOCK_SIZE": "16KiB",
         "CLIENTES_RETRY_BACKOFF_SECONDS": "0",
         "PYTHONUNBUFFERED": "1",
     })

@@ -34,7 +34,7 @@ def runs_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_bucket: str
     monkeypatch.setenv("CLIENTES_STORAGE", "s3")
     monkeypatch.setenv("CLIENTES_STORAGE_ROOT", str(tmp_path / "store"))
     monkeypatch.setenv("CLIENTES_API_TOKEN", TOKEN)
-    monkeypatch.setenv("CLIENTES_CHUNK_SIZE", "48KB")
+    monkeypatch.setenv("CLIENTES_CHUNK_SIZE", "48KiB")
     name = f"runs-{uuid.uuid4().hex[:8]}"
     ingest_clientes.to_deployment(name=name).apply()
     with TestClient(create_app(launcher=DeploymentLauncher(f"ingest-clientes/{name}"))) as client:

@@ -18,11 +18,11 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from clientes_ingest.events import S3ObjectEvent
+from clientes_ingest.settings import Settings, TriggerConfig
 from deployments.trigger import (
     DeploymentLauncher,
     InProcessLauncher,
     LaunchResult,
-    TriggerConfig,
     TriggerService,
     build_launcher,
     install_signal_handlers,
@@ -319,19 +319,20 @@ def test_in_process_launcher_runs_each_event_once() -> None:
 
 def test_auto_mode_picks_deployment_only_with_a_prefect_api() -> None:
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
-        chosen = build_launcher(TriggerConfig(mode="auto", deployment="ingest-clientes/local"))
+        chosen = build_launcher(Settings(launch_mode="auto", deployment="ingest-clientes/local"))
         assert isinstance(chosen, DeploymentLauncher) and chosen.deployment_name == "ingest-clientes/local"
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
-        assert isinstance(build_launcher(TriggerConfig(mode="auto")), InProcessLauncher)
-    assert isinstance(build_launcher(TriggerConfig(mode="in-process")), InProcessLauncher)
+        assert isinstance(build_launcher(Settings(launch_mode="auto")), InProcessLauncher)
+    assert isinstance(build_launcher(Settings(launch_mode="in-process")), InProcessLauncher)
 
 
 def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLIENTES_TRIGGER_PORT", "9200")
     monkeypatch.setenv("CLIENTES_TRIGGER_KEY_PATTERN", "drop/*.dat")
-    monkeypatch.setenv("CLIENTES_TRIGGER_DEPLOYMENT", "ingest-clientes/local")
-    config = TriggerConfig()
-    assert (config.port, config.key_pattern, config.deployment) == (9200, "drop/*.dat", "ingest-clientes/local")
+    monkeypatch.setenv("CLIENTES_DEPLOYMENT", "ingest-clientes/local")
+    settings = Settings()
+    config = settings.trigger
+    assert (config.port, config.key_pattern, settings.deployment) == (9200, "drop/*.dat", "ingest-clientes/local")
     assert TriggerConfig.model_fields["port"].default == 9100
 
 
@@ -375,7 +376,7 @@ def test_main_allows_the_configured_bucket_and_the_extra_ones(
                                                                           "shutdown": lambda self: None})())
     monkeypatch.setattr(trigger, "install_signal_handlers", lambda service: None)
     monkeypatch.setenv("CLIENTES_TRIGGER_QUEUE_URL", aws_resources["queue_url"])
-    monkeypatch.setenv("CLIENTES_TRIGGER_MODE", "in-process")
+    monkeypatch.setenv("CLIENTES_LAUNCH_MODE", "in-process")
     monkeypatch.setenv("CLIENTES_ALLOWED_BUCKETS", "partner-drop, archive ")
     assert trigger.main([]) == 0
     assert built[0]["allowed_buckets"] == {aws_resources["bucket"], "partner-drop", "archive"}

@@ -34,8 +34,8 @@ def clients_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def flow_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_resources: dict[str, str]) -> dict[str, str]:
     """Small chunks, so the S3 run reads several byte ranges; separate databases per run."""
-    monkeypatch.setenv("CLIENTES_CHUNK_SIZE", "40KB")
-    monkeypatch.setenv("CLIENTES_BLOCK_SIZE", "16KB")
+    monkeypatch.setenv("CLIENTES_CHUNK_SIZE", "40KiB")
+    monkeypatch.setenv("CLIENTES_BLOCK_SIZE", "16KiB")
     monkeypatch.setenv("CLIENTES_STORAGE_ROOT", str(tmp_path / "store"))
     return {"s3": f"sqlite:///{tmp_path / 's3.db'}", "local": f"sqlite:///{tmp_path / 'local.db'}"}
 

@@ -126,7 +126,7 @@ def test_readme_quickstart_generate_then_run_on_the_embedded_default(tmp_path: P
 def test_run_works_the_same_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     generated = run_cli(["generate", "f/CLIENTES_IN_0425.dat", "--lines", "5000", "--seed", "2"], tmp_path)
     assert generated.returncode == 0, generated.stderr
-    ran = run_cli(["run", "f/CLIENTES_IN_0425.dat", "--db", pg_url, "--chunk-size", "100KB"], tmp_path)
+    ran = run_cli(["run", "f/CLIENTES_IN_0425.dat", "--db", pg_url, "--chunk-size", "100KiB"], tmp_path)
     assert ran.returncode == 0, ran.stderr
     summary = get_job(Database(pg_url).engine, 1)
     assert summary.status == "completed_with_rejects" and summary.chunk_count > 2

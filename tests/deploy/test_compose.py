@@ -139,7 +139,7 @@ def test_trigger_starts_runs_of_the_registered_deployment() -> None:
     deploy = commands_of(SERVICES["setup"]["command"])[-1]
     registered = parse_prefect_cli(deploy)[1]["names"]
     (ingest,) = [name for name in registered if name.startswith("ingest-clientes/")]
-    assert SERVICES["trigger"]["environment"]["CLIENTES_TRIGGER_DEPLOYMENT"] == ingest
+    assert SERVICES["trigger"]["environment"]["CLIENTES_DEPLOYMENT"] == ingest
 
 
 def test_worker_serves_the_local_pool_and_its_healthcheck_port() -> None:

@@ -342,7 +342,7 @@ def test_deploy_job_registers_pool_blocks_and_k8s_deployment() -> None:
 def test_trigger_starts_runs_of_the_registered_deployment() -> None:
     (container,) = _pod_spec(_find("Job", "prefect-deploy"))["containers"]
     registered, _recovery, _downstream, _purge = parse_prefect_cli(commands_of(container["command"])[-1])[1]["names"]
-    assert _find("ConfigMap", "clientes-ingest-config")["data"]["CLIENTES_TRIGGER_DEPLOYMENT"] == registered
+    assert _find("ConfigMap", "clientes-ingest-config")["data"]["CLIENTES_DEPLOYMENT"] == registered
 
 
 def test_schema_job_applies_the_mssql_schema() -> None:

@@ -60,8 +60,8 @@ def child_env(prefect_harness: None, tmp_path: Path) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "CLIENTES_RETRY_BACKOFF_SECONDS": "0",
         "CLIENTES_STORAGE_ROOT": str(tmp_path / "store"),
-        "CLIENTES_CHUNK_SIZE": "512KB",
-        "CLIENTES_BLOCK_SIZE": "32KB",
+        "CLIENTES_CHUNK_SIZE": "512KiB",
+        "CLIENTES_BLOCK_SIZE": "32KiB",
         "PYTHONUNBUFFERED": "1",
     })
     return env

@@ -25,16 +25,11 @@ import sqlalchemy as sa
 from support.loading import rejects, rows
 
 from clientes_ingest.db import Database
+from clientes_ingest.devtools.supervise import free_port
 
 T = TypeVar("T")
 
 PG_ADMIN_URL = os.environ.get("CLIENTES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(

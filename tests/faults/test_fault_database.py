@@ -72,7 +72,7 @@ def test_database_unreachable_past_the_retries_fails_the_job_then_a_rerun_loads_
     reference: Reference, new_pg: Callable[[], str], child_env: dict[str, str], tmp_path: Path
 ) -> None:
     url = new_pg()
-    env = {**child_env, "CLIENTES_CHUNK_SIZE": "1MB", "CLIENTES_CHUNK_CONCURRENCY": "4",
+    env = {**child_env, "CLIENTES_CHUNK_SIZE": "1MiB", "CLIENTES_CHUNK_CONCURRENCY": "4",
            # Chunk retries after 0.3, 1.2 and 4.8 s: the outage below outlasts them; finalize_job has the
            # same delays, so the test has over 6 s to see the last chunk give up and bring the database
            # back before finalize gives up too.

@@ -77,7 +77,7 @@ def test_duplicate_events_and_uploads_load_once_and_poison_messages_are_dead_let
            "CLIENTES_AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "CLIENTES_SQS_QUEUE_NAME": queue.rsplit("/", 1)[-1],
            "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"), "AWS_EC2_METADATA_DISABLED": "true",
            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-           "CLIENTES_TRIGGER_MODE": "in-process", "CLIENTES_TRIGGER_HOST": "127.0.0.1",
+           "CLIENTES_LAUNCH_MODE": "in-process", "CLIENTES_TRIGGER_HOST": "127.0.0.1",
            "CLIENTES_TRIGGER_PORT": str(port), "CLIENTES_TRIGGER_WAIT_SECONDS": "1",
            "CLIENTES_TRIGGER_RETRY_DELAY_SECONDS": "0"}
 

@@ -32,9 +32,9 @@ def test_subprocess_isolation_loads_exactly_what_threads_load(
     monkeypatch.setenv("CLIENTES_STORAGE_ROOT", str(tmp_path / "store"))
     path = tmp_path / "CLIENTES_IN_0425.dat"
     generate(path, lines=3000, seed=21)
-    threaded = ingest_clientes(source=str(path), chunk_size="64KB")
+    threaded = ingest_clientes(source=str(path), chunk_size="64KiB")
     monkeypatch.setenv("CLIENTES_CHUNK_ISOLATION", "subprocess")
-    isolated = ingest_clientes(source=str(path), chunk_size="64KB", force=True)
+    isolated = ingest_clientes(source=str(path), chunk_size="64KiB", force=True)
     assert isolated["status"] == "completed_with_rejects" and isolated["chunk_count"] > 2
     db = Database(db_url)
     assert rows(db, isolated["job_id"]) == rows(db, threaded["job_id"]) != []

@@ -27,7 +27,7 @@ from flows.ingest import IngestFailed, ingest_clientes
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 LINES = 16000
-CHUNK_SIZE = "400KB"  # 4 chunks of about 4000 lines
+CHUNK_SIZE = "400KiB"  # 4 chunks of about 4000 lines
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def limit_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg_url: str) -> 
     monkeypatch.setenv("CLIENTES_STORAGE_ROOT", str(tmp_path / "store"))
     # Small parse blocks: many COPY round trips per chunk, so a chunk's load lasts long enough that two
     # chunks started together by the 2-thread runner do overlap unless the limit keeps them apart.
-    monkeypatch.setenv("CLIENTES_BLOCK_SIZE", "2KB")
+    monkeypatch.setenv("CLIENTES_BLOCK_SIZE", "2KiB")
     monkeypatch.setenv("CLIENTES_DB_WRITE_LIMIT", name)
     yield name
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectNotFound):

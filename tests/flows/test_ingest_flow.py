@@ -71,7 +71,7 @@ def test_process_chunk_retries_three_times_with_backoff() -> None:
 
 
 def test_flow_loads_a_file_and_publishes_artifacts(env: Database, clients_file: Path) -> None:
-    result = ingest_clientes(source=str(clients_file), chunk_size="40KB")
+    result = ingest_clientes(source=str(clients_file), chunk_size="40KiB")
     assert result["action"] == "load" and result["status"] == "completed_with_rejects"
     assert result["chunk_count"] > 3 and result["chunks_done"] == result["chunk_count"]
     assert result["rows_loaded"] + result["rows_rejected"] + result["blank_lines"] == 2000
@@ -94,7 +94,7 @@ def test_flow_loads_a_file_and_publishes_artifacts(env: Database, clients_file: 
 def test_a_chunk_failing_twice_then_succeeding_loads_exactly_once(
     env: Database, clients_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reference = ingest_clientes(source=str(clients_file), chunk_size="40KB")
+    reference = ingest_clientes(source=str(clients_file), chunk_size="40KiB")
     expected = rows(env, reference["job_id"])
     storage = FailingChunks(tmp_path / "store", {})
     monkeypatch.setattr(resources, "open_storage", lambda settings, source=None: storage)
@@ -103,7 +103,7 @@ def test_a_chunk_failing_twice_then_succeeding_loads_exactly_once(
         second_chunk_start = conn.execute(sa.select(ingest_chunks.c.start_offset)
                                           .where(ingest_chunks.c.chunk_no == 1)).scalar_one()
     storage.failures = {second_chunk_start: 2}
-    result = ingest_clientes(source=str(clients_file), chunk_size="40KB", force=True)
+    result = ingest_clientes(source=str(clients_file), chunk_size="40KiB", force=True)
     assert result["status"] == "completed_with_rejects"
     assert rows(env, result["job_id"]) == expected
     c = ingest_chunks.c
@@ -134,7 +134,7 @@ def test_a_failed_job_is_resumed_loading_only_its_missing_chunks(
     plan = plan_chunks([clients_file.read_bytes()], 40 * 1024)
     storage.failures = {plan[2].start: 100}
     with pytest.raises(IngestFailed, match=r"failed: 1 of \d+ chunks not loaded; first error: OSError"):
-        ingest_clientes(source=str(clients_file), chunk_size="40KB")
+        ingest_clientes(source=str(clients_file), chunk_size="40KiB")
     states = chunk_states(env)
     assert states[2] == (2, "failed", 4)  # the first attempt and its 3 retries
     assert all(status == "done" and attempts == 1 for n, status, attempts in states if n != 2)
@@ -143,7 +143,7 @@ def test_a_failed_job_is_resumed_loading_only_its_missing_chunks(
     partial = count(env, clientes)
 
     storage.failures = {}
-    result = ingest_clientes(source=str(clients_file), chunk_size="40KB")
+    result = ingest_clientes(source=str(clients_file), chunk_size="40KiB")
     assert (result["action"], result["job_id"], result["status"]) == ("resume", job_id, "completed_with_rejects")
     states = chunk_states(env)
     assert states[2] == (2, "done", 5)

@@ -28,7 +28,7 @@ def test_a_random_bytes_file_fails_the_flow_run_as_rejected_file(
     env: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = random_bytes(tmp_path / "CLIENTES_IN_0425.dat")
-    state = ingest_clientes(source=str(path), chunk_size="64KB", return_state=True)
+    state = ingest_clientes(source=str(path), chunk_size="64KiB", return_state=True)
     assert state.is_failed()
     refused = r"job 1 rejected_file: (9\d|100)\.\d% of [\d,]+ non-blank lines rejected"
     with pytest.raises(IngestFailed, match=refused) as exc:
@@ -38,8 +38,8 @@ def test_a_random_bytes_file_fails_the_flow_run_as_rejected_file(
     assert job.status == "rejected_file" and count(env, clientes) == 0
 
     with pytest.raises(IngestFailed, match="job 1 refused this content"):
-        ingest_clientes(source=str(path), chunk_size="64KB")
+        ingest_clientes(source=str(path), chunk_size="64KiB")
 
     monkeypatch.setenv("CLIENTES_MAX_REJECT_RATIO", "1")  # the operator decides to load it anyway
-    result = ingest_clientes(source=str(path), chunk_size="64KB", force=True)
+    result = ingest_clientes(source=str(path), chunk_size="64KiB", force=True)
     assert (result["job_id"], result["status"]) == (2, "completed_with_rejects")

@@ -40,7 +40,7 @@ def stored_rejects(db: Database, job_id: int) -> dict[int, tuple[str, str, int]]
 def flow_env(prefect_harness: None, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
     monkeypatch.setenv("CLIENTES_DB_URL", db_url)
     monkeypatch.setenv("CLIENTES_STORAGE_ROOT", str(tmp_path / "store"))
-    monkeypatch.setenv("CLIENTES_BLOCK_SIZE", "64KB")
+    monkeypatch.setenv("CLIENTES_BLOCK_SIZE", "64KiB")
     # These cases judge every line; several are mostly rejects on purpose (a few lines each), which the
     # reject guard would refuse as a whole (tests/integration/test_reject_guard.py): turn it off here.
     monkeypatch.setenv("CLIENTES_MAX_REJECT_RATIO", "1")

@@ -39,10 +39,10 @@ def test_dask_runner_loads_exactly_the_rows_of_the_default_runner(env: Database,
     source = tmp_path / "CLIENTES_IN_0425.dat"
     generate(source, lines=3000, seed=7)
 
-    reference = ingest_clientes(source=str(source), chunk_size="32KB")
+    reference = ingest_clientes(source=str(source), chunk_size="32KiB")
     runner = DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
                                             "dashboard_address": None})
-    on_dask = ingest_clientes.with_options(task_runner=runner)(source=str(source), chunk_size="32KB", force=True)
+    on_dask = ingest_clientes.with_options(task_runner=runner)(source=str(source), chunk_size="32KiB", force=True)
 
     assert reference["status"] == on_dask["status"] == "completed_with_rejects"
     assert on_dask["job_id"] != reference["job_id"]

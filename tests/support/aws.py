@@ -9,7 +9,6 @@ share moto's global backends and the mock resets them.
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from clientes_ingest.devtools.supervise import free_port
 
 REGION = "us-east-1"
 FAKE_KEY_ID = "testing"
@@ -38,18 +39,12 @@ def unique_aws_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """URL of a moto server (S3, SQS, ...) running in a thread for the test session."""
     # moto's werkzeug logs every request; failures would be buried under them.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

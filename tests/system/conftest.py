@@ -171,7 +171,7 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory, new_database: Callable[[
     state_dir = tmp_path_factory.mktemp("devstack")
     db_url = new_database()
     output = state_dir / "command.out"
-    env = {**os.environ, "CLIENTES_CHUNK_SIZE": "64KB", "CLIENTES_BLOCK_SIZE": "16KB",
+    env = {**os.environ, "CLIENTES_CHUNK_SIZE": "64KiB", "CLIENTES_BLOCK_SIZE": "16KiB",
            "CLIENTES_RETRY_BACKOFF_SECONDS": "0", "PREFECT_WORKER_QUERY_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("CLIENTES_API_TOKEN", None)  # the stack generates one
     children_before = {p.pid for p in psutil.Process().children(recursive=True)}

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from clientes_ingest.cli import admin, automations, generate, jobs, purge, recover, run, schema
 from clientes_ingest.cli.common import CliError
+from clientes_ingest.exit_codes import EXIT_INTERRUPTED
 
 COMMANDS = (generate, run, recover, purge, jobs, schema, admin, automations)  # each module adds its subcommands
 
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

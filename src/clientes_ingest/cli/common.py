@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-from clientes_ingest.settings import DEFAULT_DB_URL
+from clientes_ingest.exit_codes import EXIT_DB, EXIT_FAILED, EXIT_HELD, EXIT_USAGE
+from clientes_ingest.settings import Settings, load_settings, prefect_process_defaults
 
-EXIT_FAILED, EXIT_USAGE, EXIT_DB, EXIT_HELD = 1, 2, 3, 4
+__all__ = ["EXIT_DB", "EXIT_FAILED", "EXIT_HELD", "EXIT_USAGE", "CliError", "command_settings", "database",
+           "flow_settings", "make_console", "print_summary"]
 
 
 class CliError(Exception):
@@ -18,14 +19,20 @@ class CliError(Exception):
         self.code = code
 
 
-def db_url(args: argparse.Namespace) -> str:
-    return args.db or os.environ.get("CLIENTES_DB_URL") or DEFAULT_DB_URL
+def command_settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    """The settings of this command: the environment, with its options applied (``--db`` wins over a
+    ``CLIENTES_DB_BLOCK``)."""
+    settings = load_settings(db_url=getattr(args, "db", None), storage_root=getattr(args, "storage_root", None),
+                             **overrides)
+    return settings.model_copy(update={"db_block": None}) if getattr(args, "db", None) else settings
 
 
-def database(args: argparse.Namespace) -> Any:
-    from clientes_ingest.db import Database, DatabaseUnavailable
+def database(args: argparse.Namespace, settings: Settings | None = None) -> Any:
+    """The command's database (``resources``), checked: unreachable is exit code 3."""
+    from clientes_ingest.db import DatabaseUnavailable
+    from clientes_ingest.resources import open_database
 
-    db = Database(db_url(args))
+    db = open_database(settings or command_settings(args))
     try:
         db.check()
     except DatabaseUnavailable as exc:
@@ -40,27 +47,17 @@ def make_console() -> Any:
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
-def flow_environment(args: argparse.Namespace) -> None:
-    """Settings for flows run in this process: the database, storage, quiet logs, Prefect's ephemeral API."""
-    os.environ["CLIENTES_DB_URL"] = db_url(args)
-    if args.storage_root:
-        os.environ["CLIENTES_STORAGE_ROOT"] = args.storage_root
-    if not args.verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls off this machine
-    # The ephemeral API starts a server subprocess; on a busy or small machine it needs more than 20 s.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    if not prefect_api_url():
+def flow_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """Prepare this process to run flows (quiet Prefect logs unless ``--verbose``, no telemetry, a patient
+    ephemeral API) and the settings its flows run with (``use_settings``)."""
+    prefect_process_defaults(verbose=args.verbose)
+    from clientes_ingest.resources import prefect_api_configured
+
+    if not prefect_api_configured() and "db_write_limit" not in settings.model_fields_set:
         # Prefect's ephemeral API serves this process alone: there is no other run to share the database
         # with, and no global concurrency limit to find (docs/concurrency.md); skip it, and its warning.
-        os.environ.setdefault("CLIENTES_DB_WRITE_LIMIT", "")
-
-
-def prefect_api_url() -> str | None:
-    """The Prefect API this process would use (environment or profile); None means the ephemeral API."""
-    from prefect.settings import get_current_settings
-
-    return get_current_settings().api.url
+        settings = settings.model_copy(update={"db_write_limit": ""})
+    return settings
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from clientes_ingest.cli.common import CliError
-from clientes_ingest.settings import parse_file_size
+from clientes_ingest.settings import parse_size
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -16,7 +16,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if (args.lines is None) == (args.size is None):
         raise CliError("give exactly one of --lines N or --size SIZE (e.g. --size 1GB)")
-    size = parse_file_size(args.size) if args.size else None
+    size = parse_size(args.size) if args.size else None
     path = Path(args.file)
     path.parent.mkdir(parents=True, exist_ok=True)
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),

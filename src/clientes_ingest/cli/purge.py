@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from clientes_ingest.cli.common import EXIT_FAILED, CliError, database, flow_environment, make_console
-from clientes_ingest.settings import DEFAULT_DB_URL, parse_age
+from clientes_ingest.cli.common import EXIT_FAILED, CliError, command_settings, database, flow_settings, make_console
+from clientes_ingest.settings import DEFAULT_DB_URL, parse_age, use_settings
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -18,14 +18,16 @@ def cmd_purge(args: argparse.Namespace) -> int:
             raise CliError(f"--older-than: {exc}") from None
     if args.limit < 1:
         raise CliError(f"--limit must be at least 1, got {args.limit}")
-    database(args)
-    flow_environment(args)
+    settings = command_settings(args)
+    database(args, settings)
+    settings = flow_settings(args, settings)
     from flows.purge import PurgeFailed, purge_old_jobs
 
     failed = False
     try:
-        results = purge_old_jobs(older_than=args.older_than, keep_rows=args.keep_rows, dry_run=args.dry_run,
-                                 limit=args.limit)
+        with use_settings(settings):
+            results = purge_old_jobs(older_than=args.older_than, keep_rows=args.keep_rows, dry_run=args.dry_run,
+                                     limit=args.limit)
     except PurgeFailed as exc:
         results, failed = exc.results, True
     except Exception as exc:

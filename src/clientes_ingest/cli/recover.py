@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from clientes_ingest.cli.common import EXIT_FAILED, CliError, database, flow_environment
-from clientes_ingest.settings import DEFAULT_DB_URL
+from clientes_ingest.cli.common import EXIT_FAILED, CliError, command_settings, database, flow_settings
+from clientes_ingest.settings import DEFAULT_DB_URL, use_settings
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
@@ -15,16 +14,16 @@ def cmd_recover(args: argparse.Namespace) -> int:
         raise CliError(f"--limit must be at least 1, got {args.limit}")
     if args.lease_seconds is not None and args.lease_seconds <= 0:
         raise CliError(f"--lease-seconds must be positive, got {args.lease_seconds}")
-    database(args)
-    flow_environment(args)
-    if args.lease_seconds is not None:
-        # The runs resumed here take a job over only past their own lease: the same one.
-        os.environ["CLIENTES_JOB_LEASE_SECONDS"] = str(args.lease_seconds)
+    # The runs resumed here take a job over only past their own lease: the same one.
+    settings = command_settings(args, job_lease_seconds=args.lease_seconds)
+    database(args, settings)
+    settings = flow_settings(args, settings)
     from flows.recover import RecoveryFailed, recover_abandoned_jobs
 
     failed = False
     try:
-        results = recover_abandoned_jobs(lease_seconds=args.lease_seconds, limit=args.limit)
+        with use_settings(settings):
+            results = recover_abandoned_jobs(lease_seconds=args.lease_seconds, limit=args.limit)
     except RecoveryFailed as exc:
         results, failed = exc.results, True
     except Exception as exc:

@@ -20,11 +20,12 @@ from clientes_ingest.cli.common import (
     EXIT_FAILED,
     EXIT_HELD,
     CliError,
+    command_settings,
     database,
-    flow_environment,
+    flow_settings,
     print_summary,
 )
-from clientes_ingest.settings import DEFAULT_DB_URL, parse_size
+from clientes_ingest.settings import DEFAULT_DB_URL, Settings, parse_size, use_settings
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -40,12 +41,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             parse_size(args.chunk_size)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-    db = database(args)
-    flow_environment(args)
-    summary = _run_flow(args, db)
+    settings = command_settings(args)
+    db = database(args, settings)
+    settings = flow_settings(args, settings)
+    summary = _run_flow(args, db, settings)
     while summary.get("action") == "in_progress" and args.wait:
-        finished = _wait_for_holder(db, summary["job_id"])
-        summary = finished.as_dict() if finished is not None else _run_flow(args, db)  # None: take it over
+        finished = _wait_for_holder(db, summary["job_id"], settings)
+        summary = finished.as_dict() if finished is not None else _run_flow(args, db, settings)  # None: take it over
     if summary.get("action") == "in_progress":
         print(f"error: job {summary['job_id']} ({Path(args.file).name}) is being loaded by another run that may "
               f"be alive: {summary['holder']}; not loading it twice. Use --wait to wait for it and exit by its "
@@ -57,20 +59,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary["status"] in ("completed", "completed_with_rejects") else EXIT_FAILED
 
 
-def _wait_for_holder(db: Any, job_id: int) -> Any:
+def _wait_for_holder(db: Any, job_id: int, settings: Settings) -> Any:
     """The job's summary once its holder finishes it; None if the holder died (the caller takes it over)."""
     from clientes_ingest import jobs
-    from clientes_ingest.settings import load_settings
     from clientes_ingest.tasks import holder_is_dead
 
     holder = jobs.holder(db.engine, job_id)
     if holder is not None:
         print(f"job {job_id} is being loaded by {holder.describe()}; waiting for it to finish", file=sys.stderr)
-    return jobs.wait_for_job(db.engine, job_id, lease_seconds=load_settings().job_lease_seconds,
+    return jobs.wait_for_job(db.engine, job_id, lease_seconds=settings.job_lease_seconds,
                              holder_is_dead=holder_is_dead)
 
 
-def _run_flow(args: argparse.Namespace, db: Any) -> dict[str, Any]:
+def _run_flow(args: argparse.Namespace, db: Any, settings: Settings) -> dict[str, Any]:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn, TransferSpeedColumn
 
     from clientes_ingest import progress
@@ -84,12 +85,13 @@ def _run_flow(args: argparse.Namespace, db: Any) -> dict[str, Any]:
         def on_event(phase: str, nbytes: int) -> None:
             bar.advance(bars[phase], nbytes)
 
-        from flows.ingest import IngestFailed, ingest_clientes
+        from flows.ingest import IngestFailed, build_task_runner, ingest_clientes
 
-        with progress.listening(on_event):
+        flow = ingest_clientes.with_options(task_runner=build_task_runner(settings))
+        with progress.listening(on_event), use_settings(settings):
             try:
-                result: dict[str, Any] = ingest_clientes(source=args.file, force=args.force, job_id=args.job_id,
-                                                         chunk_size=args.chunk_size)
+                result: dict[str, Any] = flow(source=args.file, force=args.force, job_id=args.job_id,
+                                              chunk_size=args.chunk_size)
             except IngestFailed as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 if exc.job_id is None:
@@ -114,7 +116,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="ingest a file through the Prefect flow (ephemeral API by default)")
     run.add_argument("file", help="local path or s3://bucket/key")
     run.add_argument("--db", help=f"SQLAlchemy URL (default $CLIENTES_DB_URL or {DEFAULT_DB_URL})")
-    run.add_argument("--chunk-size", help="bytes per chunk, e.g. 32MB (default $CLIENTES_CHUNK_SIZE or 32MiB)")
+    run.add_argument("--chunk-size", help="bytes per chunk, e.g. 32MiB (binary) or 32MB (decimal); "
+                     "default $CLIENTES_CHUNK_SIZE or 32MiB")
     run.add_argument("--force", action="store_true", help="load again a file whose content was already loaded")
     run.add_argument("--job-id", type=int, help="resume this job (or load into this pre-registered job)")
     run.add_argument("--storage-root", help="local storage directory (default ./.clientes-ingest)")

@@ -38,7 +38,6 @@ from typing import IO, Any
 import psutil
 
 from clientes_ingest.devtools.supervise import (
-    EXIT_FAILED,
     Service,
     StackError,
     Supervisor,
@@ -47,6 +46,7 @@ from clientes_ingest.devtools.supervise import (
     log_tail,
     port_in_use,
 )
+from clientes_ingest.exit_codes import EXIT_DB, EXIT_FAILED
 
 __all__ = ["DevStack", "Service", "StackError", "banner", "find_project_dir", "free_port", "http_status",
            "log_tail", "port_in_use", "run_dev_stack"]
@@ -62,7 +62,6 @@ FAKE_AWS_KEY = "testing"  # moto accepts any key pair; these are not credentials
 # Settings of the caller's Prefect that would point the children at another API, home or database.
 _FOREIGN_PREFECT = ("PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE", "PREFECT_SERVER_DATABASE_",
                     "PREFECT_UI_", "PREFECT_CLOUD_")
-EXIT_DB = 3
 
 
 def find_project_dir(explicit: str | Path | None = None) -> Path:
@@ -278,9 +277,7 @@ class DevStack:
             "CLIENTES_API_TOKEN": self.api_token,
             "CLIENTES_PROJECT_DIR": str(self.project_dir),  # prefect.yaml's pull step for the local deployment
             "CLIENTES_DEPLOYMENT": LOCAL_DEPLOYMENT,
-            "CLIENTES_LAUNCH_MODE": "deployment",
-            "CLIENTES_TRIGGER_MODE": "deployment",
-            "CLIENTES_TRIGGER_DEPLOYMENT": LOCAL_DEPLOYMENT,
+            "CLIENTES_LAUNCH_MODE": "deployment",  # the API's and the trigger's runs go to the worker
             "CLIENTES_TRIGGER_HOST": self.host,
             "CLIENTES_TRIGGER_PORT": str(self.ports["trigger"]),
             "PYTHONUNBUFFERED": "1",

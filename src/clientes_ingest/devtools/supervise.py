@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-EXIT_FAILED = 1
+from clientes_ingest.exit_codes import EXIT_FAILED
 
 
 class StackError(RuntimeError):
