@@ -29,6 +29,7 @@ from clientes_ingest.devtools.generator import generate
 from clientes_ingest.storage import LocalStorage
 from deployments.api import ApiConfig, create_app
 from deployments.launch import InProcessLauncher
+from flows.ingest import IngestFailed
 
 
 def stored_files(root: Path) -> list[Path]:
@@ -294,20 +295,43 @@ def _camel(name: str) -> str:
     return first + "".join(p.title() for p in rest)
 
 
-@pytest.mark.usefixtures("prefect_harness")
-def test_a_binary_upload_completes_with_every_line_rejected(api_env: dict[str, Any]) -> None:
+def _upload_binary(client: TestClient, launcher: InProcessLauncher,
+                   refused: bool = False) -> tuple[dict[str, Any], dict[str, Any], Any]:
     data = os.urandom(200_000) + b"\x00\xff\xfe" * 1000
+    response = client.post("/process", files=multipart("blob.bin", data), headers=AUTH)
+    assert response.status_code == 202
+    if refused:  # the run fails (red in Prefect): wait re-raises its error
+        with pytest.raises(IngestFailed, match="rejected_file"):
+            launcher.wait(response.json()["flowRunId"], timeout=120)
+    else:
+        launcher.wait(response.json()["flowRunId"], timeout=120)
+    job = client.get(f"/jobs/{response.json()['jobId']}", headers=AUTH).json()
+    page = client.get(f"/jobs/{response.json()['jobId']}/rejects", params={"limit": 5}, headers=AUTH).json()
+    return response.json(), job, page
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_binary_upload_completes_with_every_line_rejected_when_the_guard_is_off(
+    api_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLIENTES_MAX_REJECT_RATIO", "1")  # the reject-ratio guard off: every line is judged
     launcher = InProcessLauncher()
     with TestClient(create_app(launcher=launcher)) as client:
-        response = client.post("/process", files=multipart("blob.bin", data), headers=AUTH)
-        assert response.status_code == 202
-        launcher.wait(response.json()["flowRunId"], timeout=120)
-        job = client.get(f"/jobs/{response.json()['jobId']}", headers=AUTH).json()
-        page = client.get(f"/jobs/{response.json()['jobId']}/rejects", params={"limit": 5}, headers=AUTH).json()
+        accepted, job, page = _upload_binary(client, launcher)
     assert job["status"] == "completed_with_rejects"
     assert job["rowsLoaded"] == 0
-    assert job["rowsRejected"] + job["blankLines"] == job["totalLines"] == response.json()["totalLines"] > 100
+    assert job["rowsRejected"] + job["blankLines"] == job["totalLines"] == accepted["totalLines"] > 100
     assert page["items"] and all(isinstance(i["rawLine"], str) for i in page["items"])
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_binary_upload_is_refused_as_a_rejected_file(api_env: dict[str, Any]) -> None:
+    launcher = InProcessLauncher()
+    with TestClient(create_app(launcher=launcher)) as client:
+        _, job, _ = _upload_binary(client, launcher, refused=True)
+    assert job["status"] == "rejected_file"
+    assert job["rowsLoaded"] == 0
+    assert "rejected_file" in job["error"]
 
 
 # ----------------------------------------------------------------------------------------- probes
