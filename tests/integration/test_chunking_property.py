@@ -12,6 +12,7 @@ from support.loading import load_file, rejects, rows
 
 from clientes_ingest import jobs
 from clientes_ingest.db import Database
+from clientes_ingest.guard import RejectPolicy
 
 VALID = st.builds(
     lambda n, a, dni, e, m, d, y, p, s: f"{n}|{a}|{dni}|{e}|{m}/{d}/{y}|{p}|{s}",
@@ -28,6 +29,9 @@ LINE = st.one_of(VALID, CORRUPT).map(lambda s: s.encode())
 ENDINGS = st.sampled_from([b"\n", b"\r\n"])
 
 counter = itertools.count()
+# Chunking alone is under test: the reject-ratio guard is off so that mostly-corrupt draws load too
+# (the guard has its own tests in test_reject_guard.py).
+NO_GUARD = RejectPolicy(max_ratio=1.0)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -50,9 +54,10 @@ def test_any_chunking_gives_the_single_chunk_result(
     path = case / "CLIENTES_IN_0425.dat"
     path.write_bytes(data)
     db = Database(f"sqlite:///{case / 'clientes.db'}")
-    single = load_file(db, path, case / "store", chunk_size=1 << 30, block_size=1 << 20, max_line_bytes=max_line_bytes)
+    single = load_file(db, path, case / "store", chunk_size=1 << 30, block_size=1 << 20, max_line_bytes=max_line_bytes,
+                       policy=NO_GUARD)
     chunked = load_file(db, path, case / "store", chunk_size=chunk_size, block_size=block_size,
-                        max_line_bytes=max_line_bytes, force=True)
+                        max_line_bytes=max_line_bytes, force=True, policy=NO_GUARD)
     assert rows(db, chunked.job_id) == rows(db, single.job_id)
     assert rejects(db, chunked.job_id) == rejects(db, single.job_id)
     summary = jobs.get_job(db.engine, chunked.job_id)
