@@ -5,7 +5,7 @@ ADBC's driver carries its own SQLite library. Two SQLite libraries in one proces
 same database file (closing a file in one drops the other's POSIX locks: sqlite.org/howtocorrupt.html
 2.2.1), so a ``Database`` built with ``writer="adbc"`` runs EVERY statement of its process on this
 engine, not only the bulk loads. Transactions are SQL (``BEGIN IMMEDIATE``/``COMMIT``/``ROLLBACK``) on an
-autocommit ADBC connection, as the sqlite3 engine does (``db._sqlite_begin_immediate``).
+autocommit ADBC connection, as the sqlite3 engine does (``dialects._sqlite_begin_immediate``).
 Requires: adbc-driver-sqlite (and so pyarrow).
 """
 

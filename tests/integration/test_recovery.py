@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from clientes_ingest import db, jobs
+from clientes_ingest import jobs
 from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
+from clientes_ingest.dialects import dialect_for
 from clientes_ingest.recovery import DB_CLOCK, abandoned_jobs, abandoned_statements
 
 LEASE = 60.0
@@ -104,7 +105,7 @@ def test_a_database_without_the_schema_has_no_abandoned_jobs(tmp_path: Any) -> N
 
 def test_the_statements_compile_for_mssql() -> None:
     now = dt.datetime(2026, 1, 1)
-    compiled = [str(s.compile(dialect=db._dialect("mssql")))
+    compiled = [str(s.compile(dialect=dialect_for("mssql")))
                 for s in (DB_CLOCK, *abandoned_statements(now, now, LEASE, 5))]
     assert compiled[0] == "SELECT CURRENT_TIMESTAMP AS current_timestamp_1"
     for statement in compiled[1:]:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import mssql
 
 from clientes_ingest import db, writers
 from clientes_ingest.cli import main
+from clientes_ingest.dialects import dialect_for
 from clientes_ingest.loader import lock_chunk
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -36,7 +37,7 @@ def test_mssql_ddl_has_the_brief_types() -> None:
 
 
 def test_every_job_statement_compiles_for_mssql() -> None:
-    dialect = db._dialect("mssql")
+    dialect = dialect_for("mssql")
     statements = [
         db.ingest_jobs.insert().values(source_uri="s3://b/k", file_name="k", status="running"),
         db.ingest_chunks.update().where(db.ingest_chunks.c.job_id == 1)
@@ -49,7 +50,7 @@ def test_every_job_statement_compiles_for_mssql() -> None:
     ]
     compiled = [str(s.compile(dialect=dialect)) for s in statements]
     assert "FROM ingest_chunks WITH (UPDLOCK, ROWLOCK)" in compiled[2]  # the chunk lock is real on SQL Server
-    assert str(lock_chunk(1, 0).compile(dialect=db._dialect("postgresql"))).endswith("FOR UPDATE")
+    assert str(lock_chunk(1, 0).compile(dialect=dialect_for("postgresql"))).endswith("FOR UPDATE")
     assert "OFFSET" in compiled[3] and "FETCH FIRST" in compiled[3]  # SQL Server 2012+ paging
     assert "INSERT INTO clientes ([JobId], [LineNumber], [NombreCompleto]" in compiled[4]
 

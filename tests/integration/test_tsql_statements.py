@@ -24,6 +24,7 @@ from support.loading import load_file, partly_loaded
 
 from clientes_ingest import db, jobs, lease, recovery, retention, writers
 from clientes_ingest.devtools.generator import generate
+from clientes_ingest.dialects import dialect_for
 from clientes_ingest.storage import LocalStorage
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -102,7 +103,7 @@ def captured_statements(tmp_path: Path) -> list[ClauseElement]:
 
 
 def compile_mssql(statement: ClauseElement) -> str:
-    return str(statement.compile(dialect=db._dialect("mssql"), compile_kwargs={"render_postcompile": True}))
+    return str(statement.compile(dialect=dialect_for("mssql"), compile_kwargs={"render_postcompile": True}))
 
 
 def test_every_statement_the_pipeline_issues_parses_as_tsql(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_every_statement_the_pipeline_issues_parses_as_tsql(tmp_path: Path) -> N
 
 
 def test_the_ddl_statements_the_code_issues_parse_as_tsql() -> None:
-    dialect = db._dialect("mssql")
+    dialect = dialect_for("mssql")
     added = [db.add_column_statement(dialect, table, column) for table in db.metadata.sorted_tables
              for column in table.columns if column.nullable and not column.primary_key]
     assert "ALTER TABLE ingest_jobs ADD purged_at DATETIME NULL" in added
@@ -151,7 +152,7 @@ class RecordingCursor:
 def test_the_sql_server_bulk_inserts_parse_as_tsql() -> None:
     sink: list[str] = []
     driver = type("Driver", (), {"cursor": lambda self: RecordingCursor(sink)})()
-    conn: Any = type("Conn", (), {"dialect": db._dialect("mssql"),
+    conn: Any = type("Conn", (), {"dialect": dialect_for("mssql"),
                                   "connection": type("Pool", (), {"driver_connection": driver})()})()
     writer = writers.writer_for("mssql")
     valid = pa.table({"line_number": [1], "nombre_completo": ["A B"], "dni": [1], "estado": ["Activo"],
