@@ -6,28 +6,36 @@ so a later upload of the same name never replaces it; scanning is one streamed G
 ranged GETs, one per block, so memory stays at about one part or one block whatever the file size.
 Every read of a pinned object names its version (``VersionId`` when the bucket keeps versions, else
 ``If-Match`` on its ETag), so an object overwritten under the same key is never read in place of the
-version a run was started for. Requires boto3 and
-an S3 endpoint: real AWS, LocalStack or a moto server (``CLIENTES_AWS_ENDPOINT_URL``); credentials come
-from settings, a prefect-aws ``S3Bucket`` block, or boto3's default chain (e.g. IRSA on Kubernetes).
+version a run was started for. Client construction and error codes live in
+``clientes_ingest.s3_client``, the multipart upload in ``clientes_ingest.s3_multipart``. Requires boto3
+and an S3 endpoint: real AWS, LocalStack or a moto server (``CLIENTES_AWS_ENDPOINT_URL``); credentials
+come from settings, a prefect-aws ``S3Bucket`` block, or boto3's default chain (e.g. IRSA on Kubernetes).
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import SecretStr
-from urllib3.exceptions import HTTPError as Urllib3Error
 
+from clientes_ingest.s3_client import (
+    NOT_FOUND,
+    PRECONDITION,
+    TRANSIENT,
+    VERSION_GONE,
+    BlockClientFactory,
+    ClientConfig,
+    clients_from_settings,
+    describe_error,
+    error_code,
+    log_retries,
+    split_s3_uri,
+    upload_id,
+)
+from clientes_ingest.s3_multipart import MultipartUpload
 from clientes_ingest.storage import (
     COPY_BLOCK,
     BlockObserver,
@@ -40,6 +48,9 @@ from clientes_ingest.storage import (
     safe_name,
 )
 
+# Re-exported: the trigger service and older callers import these from here.
+__all__ = ["PART_SIZE", "READ_ATTEMPTS", "S3Storage", "clients_from_settings", "describe_error", "split_s3_uri"]
+
 if TYPE_CHECKING:
     from clientes_ingest.settings import Settings
 
@@ -48,112 +59,6 @@ PART_SIZE = 8 * 1024 * 1024
 # Transient failures while a ranged body streams are retried here, so one dropped connection does not
 # cost a whole chunk retry; HTTP errors (4xx/5xx) already went through botocore's own retries.
 READ_ATTEMPTS = 3
-_TRANSIENT = (BotoCoreError, Urllib3Error, OSError)
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
-_VERSION_GONE = {"NoSuchVersion", "InvalidArgument", "400"}  # a version id the key does not have
-_PRECONDITION = {"PreconditionFailed", "412"}
-
-
-def upload_id() -> str:
-    """A fresh, time-ordered folder for one upload: ``20260501T120000Z-1a2b3c4d5e6f``."""
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``; the key is taken verbatim."""
-    if not uri.startswith("s3://"):
-        raise StorageError(f"{uri} is not an s3:// URI (expected s3://bucket/key)")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket or not key:
-        raise StorageError(f"{uri} is not a valid S3 object URI (expected s3://bucket/key)")
-    return bucket, key
-
-
-def describe_error(exc: BaseException) -> str:
-    """A botocore error as ``Code Message`` (other errors as ``Type: message``), for one-line errors."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "?")
-        message = error.get("Message") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
-        return f"{code} {message}".strip()
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """A picklable recipe for an S3 client (endpoint, region, optional static credentials)."""
-
-    endpoint_url: str | None = None
-    region_name: str | None = None
-    access_key_id: SecretStr | None = None
-    secret_access_key: SecretStr | None = None
-
-    def __call__(self) -> Any:
-        session = boto3.session.Session(
-            aws_access_key_id=self.access_key_id.get_secret_value() if self.access_key_id else None,
-            aws_secret_access_key=self.secret_access_key.get_secret_value()
-            if self.secret_access_key
-            else None,
-            region_name=self.region_name,
-        )
-        return session.client("s3", endpoint_url=self.endpoint_url or None, config=client_config())
-
-
-@dataclass(frozen=True)
-class BlockClientFactory:
-    """A picklable recipe for an S3 client from a prefect-aws ``AwsCredentials`` block."""
-
-    credentials: Any
-
-    def __call__(self) -> Any:
-        return self.credentials.get_s3_client()
-
-
-def log_retries(client: Any) -> Any:
-    """Log a warning for every S3 request that failed and that botocore is about to retry, so an outage
-    that the retries ride out still shows (the operation, the attempt and the cause; never the data)."""
-
-    def on_needs_retry(attempts: int, caught_exception: BaseException | None = None, response: Any = None,
-                       operation: Any = None, **_kwargs: Any) -> None:
-        status = response[0].status_code if response and response[0] is not None else None
-        if caught_exception is not None or (status is not None and status >= 500):
-            cause = describe_error(caught_exception) if caught_exception is not None else f"HTTP {status}"
-            _log.warning("S3 %s attempt %d failed (%s); botocore retries it", getattr(operation, "name", "request"),
-                         attempts, cause)
-
-    client.meta.events.register("needs-retry.s3", on_needs_retry)
-    return client
-
-
-def client_config() -> Config:
-    """Client options for long streamed transfers from many chunk threads at once."""
-    return Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        max_pool_connections=32,
-        connect_timeout=10,
-        read_timeout=60,
-    )
-
-
-def clients_from_settings(settings: Settings) -> tuple[Any, Any]:
-    """boto3 S3 and SQS clients for the configured endpoint, region and credentials."""
-    session = boto3.session.Session(
-        aws_access_key_id=settings.aws_access_key_id.get_secret_value()
-        if settings.aws_access_key_id
-        else None,
-        aws_secret_access_key=(
-            settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
-        ),
-        region_name=settings.aws_region,
-    )
-    endpoint = settings.aws_endpoint_url or None
-    s3 = session.client("s3", endpoint_url=endpoint, config=client_config())
-    sqs = session.client("sqs", endpoint_url=endpoint, config=client_config())
-    return s3, sqs
 
 
 class S3Storage:
@@ -251,7 +156,7 @@ class S3Storage:
         try:
             self.client.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND:
+            if error_code(exc) in NOT_FOUND:
                 return False
             raise StorageError(f"cannot check {uri}: {describe_error(exc)}") from exc
         except BotoCoreError as exc:
@@ -285,7 +190,7 @@ class S3Storage:
         name = safe_name(name)
         key = f"{self.prefix}{upload_id()}/{name}"
         uri = self.uri(key)
-        upload = _MultipartUpload(self.client, self.bucket, key, self.part_size)
+        upload = MultipartUpload(self.client, self.bucket, key, self.part_size)
         try:
             size, sha = hash_stream(source.read, on_block, upload.write)
             version = upload.complete()
@@ -308,7 +213,7 @@ class S3Storage:
                 body.close()
         except ClientError as exc:
             raise self._read_error(uri, exc) from exc
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise StorageError(f"cannot read {uri}: {describe_error(exc)}") from exc
         version = ObjectVersion.of(response.get("VersionId"), response.get("ETag"))
         if uri not in self._pins and version is not None:
@@ -347,7 +252,7 @@ class S3Storage:
         try:
             return dict(self.client.head_object(Bucket=bucket, Key=key, **extra))
         except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND | _VERSION_GONE:
+            if error_code(exc) in NOT_FOUND | VERSION_GONE:
                 return None
             raise StorageError(f"cannot check {uri}: {describe_error(exc)}") from exc
         except BotoCoreError as exc:
@@ -375,11 +280,11 @@ class S3Storage:
         return {"IfMatch": f'"{pinned.etag}"'} if pinned.etag else {}
 
     def _read_error(self, uri: str, exc: ClientError) -> StorageError:
-        code = _error_code(exc)
-        if code in _PRECONDITION or (code in _VERSION_GONE and uri in self._pins):
+        code = error_code(exc)
+        if code in PRECONDITION or (code in VERSION_GONE and uri in self._pins):
             return VersionMismatch(f"cannot read {uri}: it is no longer the version the run was started for "
                                    f"({self._pins.get(uri)}); its bytes are not read: re-run the job for the new file")
-        if code in _NOT_FOUND:
+        if code in NOT_FOUND:
             return StorageError(f"cannot read {uri}: no such object")
         return StorageError(f"cannot read {uri}: {describe_error(exc)}")
 
@@ -408,13 +313,13 @@ class S3Storage:
                 finally:
                     body.close()
             except ClientError as exc:
-                code = _error_code(exc)
+                code = error_code(exc)
                 if code in {"InvalidRange", "416"}:
                     raise StorageError(f"{uri} is shorter than expected: no bytes at offset {start}") from exc
-                if code in _NOT_FOUND | _PRECONDITION | _VERSION_GONE:
+                if code in NOT_FOUND | PRECONDITION | VERSION_GONE:
                     raise self._read_error(uri, exc) from exc
                 raise StorageError(f"cannot read {uri} bytes {start}-{stop - 1}: {describe_error(exc)}") from exc
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 if attempt < READ_ATTEMPTS:
                     _log.warning("S3 read of %s bytes %d-%d failed (%s); retrying (%d of %d)", uri, start, stop - 1,
                                  describe_error(exc), attempt + 1, READ_ATTEMPTS)
@@ -432,69 +337,3 @@ class S3Storage:
             return block
         raise AssertionError("unreachable")  # the loop either returns or raises
 
-
-class _MultipartUpload:
-    """Buffers written bytes into parts; small objects (under one part) become a single PUT."""
-
-    def __init__(self, client: Any, bucket: str, key: str, part_size: int) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.key = key
-        self.part_size = part_size
-        self.buffer = bytearray()
-        self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
-
-    def write(self, data: bytes) -> None:
-        self.buffer += data
-        while len(self.buffer) >= self.part_size:
-            # Hand the full part over and keep only the tail, instead of copying 8 MiB per part.
-            part, self.buffer = self.buffer, self.buffer[self.part_size :]
-            del part[self.part_size :]
-            self._upload_part(part)
-
-    def _upload_part(self, data: bytes | bytearray) -> None:
-        if self.upload_id is None:
-            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)
-            self.upload_id = created["UploadId"]
-        number = len(self.parts) + 1
-        response = self.client.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
-        )
-        part = {"PartNumber": number, "ETag": response["ETag"]}
-        # Newer botocore adds a CRC32 checksum to each part; S3 then wants it echoed on completion.
-        for field in (
-            "ChecksumCRC32",
-            "ChecksumCRC32C",
-            "ChecksumSHA1",
-            "ChecksumSHA256",
-            "ChecksumCRC64NVME",
-        ):
-            if response.get(field):
-                part[field] = response[field]
-        self.parts.append(part)
-
-    def complete(self) -> ObjectVersion:
-        """Finish the upload and return the object's version (its ETag, and version id if kept)."""
-        if self.upload_id is None:
-            response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
-            self.buffer.clear()
-        else:
-            if self.buffer:
-                part, self.buffer = self.buffer, bytearray()
-                self._upload_part(part)
-            response = self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
-            )
-            self.upload_id = None
-        return ObjectVersion(response.get("VersionId") or None, str(response["ETag"]).strip('"'))
-
-    def abort(self) -> None:
-        """Drop the parts already sent, so a failed upload leaves no billable debris; never raises."""
-        self.buffer.clear()
-        if self.upload_id is None:
-            return
-        # The original error matters more; a bucket lifecycle rule cleans what an abort cannot.
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-        self.upload_id = None

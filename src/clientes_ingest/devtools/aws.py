@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from clientes_ingest.s3 import clients_from_settings
+from clientes_ingest.s3_client import clients_from_settings
 
 if TYPE_CHECKING:
     from clientes_ingest.settings import Settings
