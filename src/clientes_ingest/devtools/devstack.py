@@ -10,7 +10,8 @@ auth string generated per start (``PREFECT_SERVER_API_AUTH_STRING`` on the serve
 in every child's env; docs/security.md). It waits for each one to answer its health check
 before starting the next and fails naming the service and its log file. ``stop()`` terminates every
 child and their descendants (a process worker runs flows in new sessions), then kills what is left;
-the children are started, health-waited and stopped by a ``supervise.Supervisor``.
+the children are started, health-waited and stopped by a ``supervise.Supervisor``; the provisioning
+steps (environment, schema, moto resources, state files) are in ``provision``.
 Every child gets the same ``CLIENTES_*`` environment (uploads are stored under
 ``CLIENTES_S3_UPLOAD_PREFIX``, outside the watched ``incoming/``, so an API upload is not also
 picked up by the trigger); state and logs (one file per service) live under the state directory,
@@ -37,6 +38,19 @@ from typing import IO, Any
 
 import psutil
 
+from clientes_ingest.devtools.provision import (
+    FAKE_AWS_KEY,
+    LOCAL_DEPLOYMENT,
+    LOCAL_POOL,
+    PURGE_DEPLOYMENT,
+    RECOVERY_DEPLOYMENT,
+    SNAPSHOT_DEPLOYMENT,
+    find_project_dir,
+    init_aws,
+    prepare_database,
+    stack_environment,
+    write_state,
+)
 from clientes_ingest.devtools.supervise import (
     Service,
     StackError,
@@ -46,36 +60,10 @@ from clientes_ingest.devtools.supervise import (
     log_tail,
     port_in_use,
 )
-from clientes_ingest.exit_codes import EXIT_DB, EXIT_FAILED
+from clientes_ingest.exit_codes import EXIT_FAILED
 
-__all__ = ["DevStack", "Service", "StackError", "banner", "find_project_dir", "free_port", "http_status",
-           "log_tail", "port_in_use", "run_dev_stack"]
-
-LOCAL_DEPLOYMENT = "ingest-clientes/local"
-RECOVERY_DEPLOYMENT = "recover-abandoned-jobs/local"
-SNAPSHOT_DEPLOYMENT = "clientes-snapshot-ready/local"  # the downstream hook (trigger on clientes.job.completed)
-PURGE_DEPLOYMENT = "purge-old-jobs/local"
-LOCAL_POOL = "local-process"
-# The API stores uploads outside the trigger's incoming/ prefix: otherwise the bucket notification would
-# start a second run of the same upload, racing the API's run for the content claim.
-FAKE_AWS_KEY = "testing"  # moto accepts any key pair; these are not credentials of anything
-# Settings of the caller's Prefect that would point the children at another API, home or database.
-_FOREIGN_PREFECT = ("PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE", "PREFECT_SERVER_DATABASE_",
-                    "PREFECT_UI_", "PREFECT_CLOUD_")
-
-
-def find_project_dir(explicit: str | Path | None = None) -> Path:
-    """The checkout holding prefect.yaml: ``explicit``, ``CLIENTES_PROJECT_DIR``, the cwd or its parents."""
-    candidates = [Path(p) for p in (explicit, os.environ.get("CLIENTES_PROJECT_DIR")) if p]
-    if not candidates:
-        cwd = Path.cwd().resolve()
-        candidates = [cwd, *cwd.parents, Path(__file__).resolve().parents[2]]
-    for directory in candidates:
-        if (directory / "prefect.yaml").is_file():
-            return directory.resolve()
-    raise StackError(f"cannot find prefect.yaml in {', '.join(str(c) for c in candidates[:2])}: run from the "
-                     f"project checkout or pass --project-dir")
-
+__all__ = ["FAKE_AWS_KEY", "LOCAL_DEPLOYMENT", "LOCAL_POOL", "DevStack", "Service", "StackError", "banner",
+           "find_project_dir", "free_port", "http_status", "log_tail", "port_in_use", "run_dev_stack"]
 
 class DevStack:
     """The local stack; ports given as 0 are picked free at ``start()``. Use as a context manager."""
@@ -116,8 +104,8 @@ class DevStack:
         self.bucket, self.queue_name = bucket, queue_name
         self.startup_timeout = startup_timeout
         self._base_env = base
-        self._echo = echo or (lambda _message: None)
-        self.supervisor = Supervisor(self.log_dir, cwd=self.project_dir, stop_timeout=stop_timeout, echo=self._echo)
+        self.echo = echo or (lambda _message: None)
+        self.supervisor = Supervisor(self.log_dir, cwd=self.project_dir, stop_timeout=stop_timeout, echo=self.echo)
         self._lock: IO[str] | None = None
 
     @property
@@ -170,12 +158,12 @@ class DevStack:
         """Start every service in dependency order; on any failure stop what was started and raise."""
         self.prepare()
         try:
-            self._prepare_database()
+            prepare_database(self.db_url, self.echo)
             if importlib.util.find_spec("moto") is None:
                 raise StackError("moto is not installed: install the dev extra, pip install -e '.[dev]'")
             self.add_service("moto", [sys.executable, "-m", "moto.server", "-H", self.host,
                                       "-p", str(self.ports["moto"])], f"{self.moto_url}/moto-api/")
-            self._init_aws()
+            init_aws(self)
             self.start_prefect_server()
             self.run_tools(("work-pool", self.prefect_args("work-pool", "create", LOCAL_POOL, "--type", "process",
                                                            "--overwrite")),
@@ -194,7 +182,7 @@ class DevStack:
             self.add_service("trigger", [sys.executable, "-m", "deployments.trigger"], f"{self.trigger_url}/health")
             self.add_service("api", [sys.executable, "-m", "deployments.api", "--host", self.host,
                                      "--port", str(self.ports["api"])], f"{self.api_url}/health")
-            self._write_state()
+            write_state(self)
         except BaseException:
             self.stop()
             raise
@@ -217,7 +205,7 @@ class DevStack:
             self.stop()
             raise
         self.inbox.mkdir(parents=True, exist_ok=True)
-        self.env = self._environment()
+        self.env = stack_environment(self, self._base_env)
 
     @property
     def inbox(self) -> Path:
@@ -247,46 +235,6 @@ class DevStack:
                 raise StackError(f"port {port} on {self.host} ({name}) is in use, maybe by another stack or "
                                  f"service: stop it or pass --{name}-port 0 to pick a free one")
 
-    def _environment(self) -> dict[str, str]:
-        """The children's env: the caller's, minus foreign Prefect/AWS settings, plus the stack's."""
-        env = {k: v for k, v in self._base_env.items()
-               if not k.startswith(("AWS_", *_FOREIGN_PREFECT)) and k != "CLIENTES_TRIGGER_QUEUE_URL"}
-        env.update({
-            "PREFECT_HOME": str(self.state_dir / "prefect"),
-            "PREFECT_API_URL": self.prefect_api_url,
-            "PREFECT_API_AUTH_STRING": self.prefect_auth_string,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "AWS_ACCESS_KEY_ID": FAKE_AWS_KEY,
-            "AWS_SECRET_ACCESS_KEY": FAKE_AWS_KEY,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": str(self.state_dir / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(self.state_dir / "no-aws-credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "CLIENTES_DB_URL": self.db_url,
-            "CLIENTES_STORAGE": "s3",
-            "CLIENTES_STORAGE_ROOT": str(self.state_dir / "storage"),
-            # Deployment mode: runs read local files only from the inbox (docs/security.md, "Sources").
-            "CLIENTES_ALLOWED_LOCAL_ROOTS": str(self.inbox),
-            "CLIENTES_S3_BUCKET": self.bucket,
-            "CLIENTES_S3_PREFIX": "incoming/",
-            "CLIENTES_SQS_QUEUE_NAME": self.queue_name,
-            "CLIENTES_AWS_ENDPOINT_URL": self.moto_url,
-            "CLIENTES_AWS_REGION": "us-east-1",
-            "CLIENTES_AWS_ACCESS_KEY_ID": FAKE_AWS_KEY,
-            "CLIENTES_AWS_SECRET_ACCESS_KEY": FAKE_AWS_KEY,
-            "CLIENTES_API_TOKEN": self.api_token,
-            "CLIENTES_PROJECT_DIR": str(self.project_dir),  # prefect.yaml's pull step for the local deployment
-            "CLIENTES_DEPLOYMENT": LOCAL_DEPLOYMENT,
-            "CLIENTES_LAUNCH_MODE": "deployment",  # the API's and the trigger's runs go to the worker
-            "CLIENTES_TRIGGER_HOST": self.host,
-            "CLIENTES_TRIGGER_PORT": str(self.ports["trigger"]),
-            "PYTHONUNBUFFERED": "1",
-        })
-        # Snappier than the production defaults, and still overridable from the caller's env.
-        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
-        env.setdefault("CLIENTES_TRIGGER_WAIT_SECONDS", "5")  # also bounds how long the trigger takes to stop
-        return env
-
     def settings(self) -> Any:
         """The stack's ``Settings`` (what every child reads from its env)."""
         from clientes_ingest.settings import Settings
@@ -295,32 +243,6 @@ class DevStack:
                   if f"CLIENTES_{name.upper()}" in self.env}
         return Settings.model_validate(fields)  # every field the children read is set explicitly
 
-    def _prepare_database(self) -> None:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from clientes_ingest.db import Database, DatabaseUnavailable
-
-        db = Database(self.db_url)
-        try:
-            db.check()
-            db.ensure_schema()
-        except DatabaseUnavailable as exc:
-            raise StackError(f"{exc}: start it or pass another --db", EXIT_DB) from None
-        except SQLAlchemyError as exc:
-            raise StackError(f"cannot create the schema in {db.safe_url}: {db.error_text(exc)}") from None
-        finally:
-            db.dispose()
-        self._echo(f"database {db.safe_url}: schema ready")
-
-    def _init_aws(self) -> None:
-        from clientes_ingest.devtools.aws import ProvisioningError, init_from_settings
-
-        try:
-            init_from_settings(self.settings())
-        except ProvisioningError as exc:
-            raise StackError(f"aws init against moto at {self.moto_url} failed: {exc}; see "
-                             f"{self.log_dir / 'moto.log'}") from None
-        self._echo(f"moto: bucket {self.bucket}, queue {self.queue_name} (+ DLQ) and the notification created")
 
     def _worker_online(self) -> bool:
         """The worker has registered with its pool (its health endpoint answers before that)."""
@@ -345,25 +267,6 @@ class DevStack:
         """Apply deployments of prefect.yaml in one ``prefect deploy`` (their work pools must exist)."""
         flags = [arg for name in names for arg in ("--name", name)]
         self.run_tools(("deploy", self.prefect_args("--no-prompt", "deploy", *flags)))
-
-    def _write_state(self) -> None:
-        """stack.json for tools and tests, stack.env to ``source`` in a shell; 0600: they hold the token."""
-        info = {
-            "status": "ready", "pid": os.getpid(), "state_dir": str(self.state_dir), "log_dir": str(self.log_dir),
-            "prefect_url": self.prefect_url, "prefect_api_url": self.prefect_api_url, "api_url": self.api_url,
-            "api_docs_url": f"{self.api_url}/docs", "trigger_url": self.trigger_url, "moto_url": self.moto_url,
-            "bucket": self.bucket, "queue": self.queue_name, "api_token": self.api_token,
-            "prefect_auth_string": self.prefect_auth_string,
-            "services": {s.name: {"pid": s.pid, "log": str(s.log_path)} for s in self.services},
-        }
-        keep = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "CLIENTES_", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "AWS_DEFAULT_REGION")
-        lines = [f"export {k}={json.dumps(v)}" for k, v in sorted(self.env.items()) if k.startswith(keep)]
-        for path, text in ((self.state_dir / "stack.json", json.dumps(info, indent=2)),
-                           (self.state_dir / "stack.env", "\n".join(lines))):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text + "\n")
 
     # ---------------------------------------------------------------------------------------- stop
 
