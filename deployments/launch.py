@@ -27,11 +27,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from clientes_ingest.settings import Settings, load_settings, use_settings
 from clientes_ingest.storage import ObjectVersion
 
 logger = logging.getLogger("clientes_ingest.launch")
 
-Mode = Literal["deployment", "in-process"]
+Mode = Literal["deployment", "in-process", "inline"]
 
 
 class LaunchError(RuntimeError):
@@ -40,12 +41,17 @@ class LaunchError(RuntimeError):
 
 @dataclass(frozen=True)
 class LaunchResult:
-    """A started (or found) run. ``created`` is False when the idempotency key matched an earlier run."""
+    """A started (or found) flow run. ``created`` is False when the idempotency key matched an earlier run;
+    ``job_id`` is the ingest job the run loads, when known; ``state`` the run's state name when read, and
+    ``ended`` whether that state is final (completed, failed, crashed, cancelled)."""
 
     flow_run_id: str
     created: bool
     mode: Mode
     job_id: int | None = None
+    state: str | None = None
+    ended: bool = False
+    idempotency_key: str | None = None
 
 
 class RunLauncher(Protocol):
@@ -95,7 +101,12 @@ def _sync_client() -> Any:
 
 
 class DeploymentLauncher:
-    """Creates flow runs of a deployment through the Prefect API (Scheduled, picked up by a worker)."""
+    """Creates flow runs of a deployment through Prefect's public API (``run_deployment``, Scheduled, picked
+    up by a worker). A key that already names a run of the deployment answers that run (``created`` False).
+
+    Two launches racing with one new key both get the same run from Prefect (its idempotency key), and
+    both may report it as created.
+    """
 
     mode: Mode = "deployment"
 
@@ -108,10 +119,8 @@ class DeploymentLauncher:
 
     def prepare(self) -> None:
         """Import what launching needs and find the deployment now (at start-up), not inside a request."""
-        from prefect.client.schemas.actions import DeploymentFlowRunCreate  # noqa: F401
         from prefect.client.schemas.filters import FlowRunFilter  # noqa: F401
-        from prefect.client.schemas.objects import FlowRun  # noqa: F401
-        from prefect.states import Scheduled  # noqa: F401
+        from prefect.deployments import run_deployment  # noqa: F401
 
         with self._client_factory() as client:
             self._deployment(client)
@@ -128,32 +137,31 @@ class DeploymentLauncher:
     def launch(
         self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None,
         pin: dict[str, str] | None = None,
+        tags: tuple[str, ...] = (),
     ) -> LaunchResult:
-        from prefect.client.schemas.actions import DeploymentFlowRunCreate
         from prefect.client.schemas.objects import FlowRun
-        from prefect.states import Scheduled, to_state_create
+        from prefect.deployments import run_deployment
 
-        payload = DeploymentFlowRunCreate(
-            parameters=flow_parameters(source, job_id, chunk_size, pin),
-            state=to_state_create(Scheduled()),
-            tags=list(self.tags),
-            idempotency_key=idempotency_key,
-        ).model_dump(mode="json", exclude_unset=True)
+        if idempotency_key is not None:
+            found = self.find(idempotency_key)
+            if found is not None:
+                return found
         with self._client_factory() as client:
             deployment_id = self._deployment(client)
-            try:
-                # The raw request, because its status says whether the run was created (201) or an
-                # earlier request's run was found by the idempotency key (200); the client method hides it.
-                response = client.request("POST", "/deployments/{id}/create_flow_run",
-                                          path_params={"id": deployment_id}, json=payload)
-            except Exception as exc:
-                self._deployment_id = None  # the deployment may have been re-created: look it up again
-                raise LaunchError(f"cannot create a run of {self.deployment_name}: {type(exc).__name__}: {exc}") \
-                    from exc
-        run = FlowRun.model_validate(response.json())
-        return LaunchResult(str(run.id), response.status_code == 201, self.mode, _job_id_of(run.parameters))
+        try:
+            run = run_deployment(deployment_id, parameters=flow_parameters(source, job_id, chunk_size, pin), timeout=0,
+                                 idempotency_key=idempotency_key, tags=[*self.tags, *tags])
+        except Exception as exc:
+            self._deployment_id = None  # the deployment may have been re-created: look it up again
+            raise LaunchError(f"cannot create a run of {self.deployment_name}: {type(exc).__name__}: {exc}") from exc
+        assert isinstance(run, FlowRun)  # the sync call returns the run itself
+        return LaunchResult(str(run.id), True, self.mode, _job_id_of(run.parameters), _state_name(run))
 
     def find(self, idempotency_key: str) -> LaunchResult | None:
+        return next(iter(self.find_all([idempotency_key])), None)
+
+    def find_all(self, idempotency_keys: list[str]) -> list[LaunchResult]:
+        """The runs of this deployment that these idempotency keys started (``created`` False), in key order."""
         from prefect.client.schemas.filters import (
             DeploymentFilter,
             DeploymentFilterId,
@@ -164,13 +172,17 @@ class DeploymentLauncher:
         with self._client_factory() as client:
             deployment_id = self._deployment(client)
             runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key])),
+                flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=idempotency_keys)),
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-                limit=1,
+                limit=len(idempotency_keys),
             )
-        if not runs:
-            return None
-        return LaunchResult(str(runs[0].id), False, self.mode, _job_id_of(runs[0].parameters))
+        runs = sorted(runs, key=lambda r: idempotency_keys.index(r.idempotency_key or idempotency_keys[0]))
+        return [LaunchResult(str(r.id), False, self.mode, _job_id_of(r.parameters), _state_name(r),
+                             bool(r.state and r.state.is_final()), r.idempotency_key) for r in runs]
+
+
+def _state_name(run: Any) -> str | None:
+    return run.state.name if run.state else None
 
 
 def _ingest_flow() -> Any:
@@ -197,8 +209,10 @@ class InProcessLauncher:
         flow: Any | None = None,
         client_factory: Callable[[], Any] | None = None,
         on_error: Callable[[int | None, BaseException], None] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self._flow = flow
+        self._settings = settings
         self._client_factory = client_factory or _sync_client
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-run")
         self._remember = remember
@@ -252,15 +266,15 @@ class InProcessLauncher:
         return result
 
     def _create_run(self, flow: Any, parameters: dict[str, Any], key: str | None) -> tuple[Any, bool]:
-        from prefect.client.schemas.actions import FlowCreate, FlowRunCreate
-        from prefect.client.schemas.objects import Flow, FlowRun, FlowRunPolicy
+        from prefect.client.schemas.actions import FlowRunCreate
+        from prefect.client.schemas.objects import FlowRun, FlowRunPolicy
         from prefect.states import Pending, to_state_create
 
         try:
             with self._client_factory() as client:
-                flow_id = Flow.model_validate(
-                    client.request("POST", "/flows/", json=FlowCreate(name=flow.name).model_dump(mode="json")).json()
-                ).id
+                flow_id = client.create_flow(flow)
+                # The one raw request left: the client's create_flow_run takes no idempotency key, and the
+                # status tells a new run (201) from an earlier request's run (200).
                 payload = FlowRunCreate(
                     flow_id=flow_id, flow_version=flow.version, parameters=parameters,
                     state=to_state_create(Pending()), tags=["clientes-ingest", "in-process"], idempotency_key=key,
@@ -277,7 +291,8 @@ class InProcessLauncher:
         from prefect.flow_engine import run_flow
 
         try:
-            return run_flow(flow, flow_run=run, parameters=parameters)
+            with use_settings(self._settings or load_settings()):
+                return run_flow(flow, flow_run=run, parameters=parameters)
         except BaseException as exc:
             logger.error("in-process run %s (job %s) failed: %s", run.id, parameters.get("job_id"), exc)
             if self.on_error is not None:
@@ -296,6 +311,50 @@ class InProcessLauncher:
     def shutdown(self, wait: bool = False) -> None:
         """Stop taking runs; queued runs are dropped (their jobs stay pending), running ones finish."""
         self._executor.shutdown(wait=wait, cancel_futures=True)
+
+
+class InlineLauncher:
+    """Runs the ingest flow in the caller's thread and returns when the run ends: the SQS trigger's
+    in-process mode, which acknowledges a message only once its file is loaded (a crash leaves it queued).
+
+    Keys of runs that completed are remembered in memory (bounded); a run that failed is not, so a
+    redelivered event runs it again. Across restarts the flow's own check (content already loaded is
+    skipped) keeps a redelivery from loading twice. ``run_flow(parameters)`` -> (flow run id, result)
+    replaces the flow in tests.
+    """
+
+    mode: Mode = "inline"
+
+    def __init__(self, *, remember: int = 10_000, settings: Settings | None = None,
+                 run_flow: Callable[[dict[str, Any]], tuple[str, Any]] | None = None) -> None:
+        self._settings = settings
+        self._run_flow = run_flow or self._run_ingest_flow
+        self._done: OrderedDict[str, LaunchResult] = OrderedDict()
+        self._remember = remember
+
+    def find(self, idempotency_key: str) -> LaunchResult | None:
+        found = self._done.get(idempotency_key)
+        return None if found is None else LaunchResult(found.flow_run_id, False, self.mode, found.job_id)
+
+    def launch(
+        self, source: str, *, job_id: int | None, idempotency_key: str | None, chunk_size: str | None = None,
+        pin: dict[str, str] | None = None,
+    ) -> LaunchResult:
+        if idempotency_key is not None and (found := self.find(idempotency_key)) is not None:
+            return found
+        flow_run_id, outcome = self._run_flow(flow_parameters(source, job_id, chunk_size, pin))
+        loaded = outcome.get("job_id") if isinstance(outcome, dict) else None
+        result = LaunchResult(flow_run_id, True, self.mode, int(loaded) if loaded is not None else job_id)
+        if idempotency_key is not None:
+            self._done[idempotency_key] = result
+            while len(self._done) > self._remember:
+                self._done.popitem(last=False)
+        return result
+
+    def _run_ingest_flow(self, parameters: dict[str, Any]) -> tuple[str, Any]:
+        with use_settings(self._settings or load_settings()):
+            state = _ingest_flow()(**parameters, return_state=True)
+        return str(state.state_details.flow_run_id), state.result()  # result() raises the run's error
 
 
 _LAUNCHERS: dict[tuple[str, str], RunLauncher] = {}

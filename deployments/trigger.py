@@ -14,8 +14,8 @@ Modes (``CLIENTES_LAUNCH_MODE``, shared with the API): ``deployment`` creates ru
 (``PREFECT_API_URL``; deployment ``CLIENTES_DEPLOYMENT``, default ``ingest-clientes/local``, Kubernetes
 sets ``ingest-clientes/k8s``);
 ``in-process`` runs the flow inside this process and deletes the message only once the load is done
-(embedded default, no Prefect server; unlike the webhook's queued in-process runs in
-``deployments.launch``, a crash here leaves the event on the queue to be redelivered); ``auto``
+(embedded default, no Prefect server: ``deployments.launch.InlineLauncher``; unlike the webhook's queued
+in-process runs, a crash here leaves the event on the queue to be redelivered); ``auto``
 (default) picks ``deployment`` when ``PREFECT_API_URL`` is set. Serves ``/health`` and Prometheus
 ``/metrics`` on ``CLIENTES_TRIGGER_PORT`` (9100). Stops cleanly on SIGTERM/SIGINT after the message in
 hand. Requires: the SQS queue (``clientes-ingest aws init``) and ``CLIENTES_AWS_*`` settings.
@@ -30,11 +30,9 @@ import signal
 import sys
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -42,75 +40,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from clientes_ingest.events import DEFAULT_KEY_PATTERN, EventParseError, S3ObjectEvent, key_matches, parse_message
 from clientes_ingest.s3 import describe_error
 from clientes_ingest.settings import Settings, load_settings
+from deployments.launch import RunLauncher
 
 logger = logging.getLogger("clientes_ingest.trigger")
 
 
-@dataclass(frozen=True)
-class LaunchResult:
-    """What starting a run did: ``created`` is False when the idempotency key matched an earlier run."""
-
-    created: bool
-    run_id: str | None = None
-
-
-class Launcher(Protocol):
-    def launch(self, event: S3ObjectEvent) -> LaunchResult:
-        """Start (or find) the ingest run for ``event``; raise if it cannot be started."""
-
-
-class DeploymentLauncher:
-    """Creates flow runs of a deployment with the event's idempotency key (``deployments.launch``)."""
-
-    def __init__(self, deployment_name: str, client_factory: Callable[[], Any] | None = None) -> None:
-        from deployments.launch import DeploymentLauncher as RunLauncher
-
-        self.deployment_name = deployment_name
-        self._runs = RunLauncher(deployment_name, client_factory, tags=("clientes-ingest", "trigger:s3"))
-
-    def launch(self, event: S3ObjectEvent) -> LaunchResult:
-        result = self._runs.launch(event.uri, job_id=None, idempotency_key=event.idempotency_key,
-                                   pin=_event_pin(event))
-        return LaunchResult(created=result.created, run_id=result.flow_run_id)
-
-
-def _event_pin(event: S3ObjectEvent) -> dict[str, str]:
+def event_pin(event: S3ObjectEvent) -> dict[str, str]:
     """The run parameters that pin the object version the event announced."""
     from clientes_ingest.storage import ObjectVersion
     from deployments.launch import pin_parameters
 
     return pin_parameters(version=ObjectVersion.of(event.version_id, event.etag))
-
-
-class InProcessLauncher:
-    """Runs the ingest flow in this process (no Prefect server needed); remembers keys it completed.
-
-    The guard only covers this process's lifetime; across restarts the flow's own check (a file whose
-    sha256 is already loaded is skipped) keeps a redelivered event from loading twice.
-    """
-
-    def __init__(self, run_flow: Callable[..., Any] | None = None, remember: int = 10_000) -> None:
-        self._run_flow = run_flow
-        self._done: OrderedDict[str, str | None] = OrderedDict()
-        self._remember = remember
-
-    def launch(self, event: S3ObjectEvent) -> LaunchResult:
-        key = event.idempotency_key
-        if key in self._done:
-            return LaunchResult(created=False, run_id=self._done[key])
-        run_flow = self._run_flow or _ingest_flow()
-        result = run_flow(source=event.uri, **_event_pin(event))
-        run_id = str(result.get("job_id")) if isinstance(result, dict) and result.get("job_id") is not None else None
-        self._done[key] = run_id
-        while len(self._done) > self._remember:
-            self._done.popitem(last=False)
-        return LaunchResult(created=True, run_id=run_id)
-
-
-def _ingest_flow() -> Callable[..., Any]:
-    from flows.ingest import ingest_clientes
-
-    return ingest_clientes
 
 
 class TriggerMetrics:
@@ -149,7 +89,7 @@ class TriggerService:
         self,
         sqs: Any,
         queue_url: str,
-        launcher: Launcher,
+        launcher: RunLauncher,
         *,
         allowed_buckets: Collection[str],
         key_pattern: str = DEFAULT_KEY_PATTERN,
@@ -273,7 +213,8 @@ class TriggerService:
                 continue
             try:
                 with self._keep_invisible(message):
-                    result = self.launcher.launch(event)
+                    result = self.launcher.launch(event.uri, job_id=None, idempotency_key=event.idempotency_key,
+                                                  pin=event_pin(event))
             except Exception as exc:
                 logger.error("message %s: cannot start a run for %s: %s", message_id, event.uri, describe_error(exc))
                 self.metrics.failed.inc()
@@ -281,13 +222,13 @@ class TriggerService:
                 continue
             launched += 1
             if result.created:
-                logger.info("message %s: run %s created for %s", message_id, result.run_id, event.uri)
+                logger.info("message %s: run %s created for %s", message_id, result.flow_run_id, event.uri)
                 self.metrics.runs_created.inc()
             else:
                 logger.info(
                     "message %s: run %s already exists for %s (duplicate delivery)",
                     message_id,
-                    result.run_id,
+                    result.flow_run_id,
                     event.uri,
                 )
                 self.metrics.duplicates.inc()
@@ -380,15 +321,11 @@ def serve_http(service: TriggerService, host: str, port: int) -> ThreadingHTTPSe
     return server
 
 
-def build_launcher(settings: Settings) -> Launcher:
-    """The deployment launcher when a Prefect API is configured (or forced), else in-process."""
-    from clientes_ingest.resources import launch_mode
+def build_launcher(settings: Settings) -> RunLauncher:
+    """The trigger's launcher (``resources``): a deployment's runs, or in-process runs it waits for."""
+    from clientes_ingest.resources import build_launcher as build
 
-    if launch_mode(settings) == "deployment":
-        logger.info("creating runs of deployment %s", settings.deployment)
-        return DeploymentLauncher(settings.deployment)
-    logger.info("no Prefect API configured: running the ingest flow in-process")
-    return InProcessLauncher()
+    return build(settings, inline=True, tags=("trigger:s3",))
 
 
 def install_signal_handlers(service: TriggerService) -> None:

@@ -61,11 +61,11 @@ def recover_abandoned_jobs(
                                   "job_status": None, "error": None}
         if deployment:
             started = start_ingest_run(deployment, job)
-            result.update(action="started" if started["created"] else "already started",
-                          flow_run_id=started["flow_run_id"], job_status=started["state"])
-            if started["exhausted"]:
+            result.update(action="started" if started.created else "already started",
+                          flow_run_id=started.flow_run_id, job_status=started.state)
+            if started.exhausted:
                 result.update(action="failed", error=f"{MAX_STARTS} runs of {deployment} ended without taking the "
-                                                     f"job over; the last: {started['flow_run_id']}")
+                                                     f"job over; the last: {started.flow_run_id}")
         else:
             try:
                 outcome = ingest_clientes(source=job.source_uri, job_id=job.job_id)

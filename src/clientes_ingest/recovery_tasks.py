@@ -6,6 +6,7 @@ Requires: prefect 3; for ``start_ingest_run`` the named deployment applied (pref
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -38,39 +39,40 @@ def find_abandoned_jobs(db: Database, lease_seconds: float, limit: int) -> list[
     return found
 
 
+@dataclass(frozen=True)
+class StartedRun:
+    """What ``start_ingest_run`` did: the run (new or earlier), and whether the takeover ran out of starts."""
+
+    flow_run_id: str
+    created: bool
+    state: str | None
+    exhausted: bool = False
+
+
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
-def start_ingest_run(deployment: str, job: recovery.AbandonedJob) -> dict[str, Any]:
+def start_ingest_run(deployment: str, job: recovery.AbandonedJob) -> StartedRun:
     """Create a run of ``deployment`` resuming ``job``, once per takeover (its idempotency key).
 
     A run of an earlier recovery that has not ended is reported instead (``created`` False). One that
     ended without taking the job over (the job would have a new takeover key otherwise) is replaced,
     under the next key of the takeover, up to ``MAX_STARTS`` runs; after that ``exhausted`` is True and
     nothing is started. Two recoveries racing here pick the same key, so Prefect creates one run.
+    The launcher is the one of the API and the trigger (``resources.deployment_launcher``).
     """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
-    from prefect.client.schemas.objects import FlowRun
-    from prefect.deployments import run_deployment
-
+    launcher = resources.deployment_launcher(deployment, tags=("recovery",))
     keys = [f"{deployment}:{job.takeover_key}:start-{n}" for n in range(1, MAX_STARTS + 1)]
-    with get_client(sync_client=True) as client:
-        earlier = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=keys)), limit=MAX_STARTS)
+    earlier = launcher.find_all(keys)
     logger = get_run_logger()
-    live = [r for r in earlier if not (r.state and r.state.is_final())]
+    live = [r for r in earlier if not r.ended]
     if live or len(earlier) >= MAX_STARTS:
-        run = live[0] if live else max(earlier, key=lambda r: keys.index(r.idempotency_key or keys[0]))
-        state = run.state.name if run.state else None
-        logger.info("job %d: run %s of %s %s (%s)", job.job_id, run.id, deployment,
-                    "already started" if live else f"is the last of {MAX_STARTS} that ended", state)
-        return {"flow_run_id": str(run.id), "created": False, "state": state, "exhausted": not live}
-    new = run_deployment(deployment, parameters={"source": job.source_uri, "job_id": job.job_id}, timeout=0,
-                         idempotency_key=keys[len(earlier)], tags=["clientes-ingest", "recovery"])
-    assert isinstance(new, FlowRun)  # the sync call in a sync task returns the run itself
-    state = new.state.name if new.state else None
-    logger.info("job %d: started run %s of %s (%s)%s", job.job_id, new.id, deployment, state,
+        run = live[0] if live else earlier[-1]
+        logger.info("job %d: run %s of %s %s (%s)", job.job_id, run.flow_run_id, deployment,
+                    "already started" if live else f"is the last of {MAX_STARTS} that ended", run.state)
+        return StartedRun(run.flow_run_id, False, run.state, exhausted=not live)
+    new = launcher.launch(job.source_uri, job_id=job.job_id, idempotency_key=keys[len(earlier)])
+    logger.info("job %d: started run %s of %s (%s)%s", job.job_id, new.flow_run_id, deployment, new.state,
                 f", replacing {len(earlier)} that ended without taking the job over" if earlier else "")
-    return {"flow_run_id": str(new.id), "created": True, "state": state, "exhausted": False}
+    return StartedRun(new.flow_run_id, new.created, new.state)
 
 
 @task(cache_policy=NO_CACHE)

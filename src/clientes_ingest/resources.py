@@ -19,7 +19,7 @@ from clientes_ingest.settings import Settings
 from clientes_ingest.storage import LocalStorage, Storage
 
 if TYPE_CHECKING:
-    from deployments.launch import RunLauncher
+    from deployments.launch import DeploymentLauncher, RunLauncher
 
 logger = logging.getLogger("clientes_ingest.launch")
 
@@ -69,14 +69,27 @@ def launch_mode(settings: Settings) -> Literal["deployment", "in-process"]:
 
 
 def build_launcher(
-    settings: Settings, on_error: Callable[[int | None, BaseException], None] | None = None
+    settings: Settings, on_error: Callable[[int | None, BaseException], None] | None = None, *,
+    inline: bool = False, tags: tuple[str, ...] = (),
 ) -> RunLauncher:
-    """The launcher of ingest runs: runs of ``settings.deployment`` in deployment mode (``launch_mode``, or
-    ``auto`` with a Prefect API configured), else runs executed in this process (``launch_workers`` at once)."""
-    from deployments.launch import DeploymentLauncher, InProcessLauncher
+    """The launcher of ingest runs of the API and the trigger: runs of ``settings.deployment`` in deployment
+    mode (``launch_mode``, or ``auto`` with a Prefect API configured); else runs executed in this process
+    with these settings: queued on ``launch_workers`` threads, or ``inline`` (the caller waits, the trigger)."""
+    from deployments.launch import DeploymentLauncher, InlineLauncher, InProcessLauncher
 
     if launch_mode(settings) == "deployment":
         logger.info("runs are created from deployment %s", settings.deployment)
-        return DeploymentLauncher(settings.deployment)
+        return DeploymentLauncher(settings.deployment, tags=("clientes-ingest", *tags))
+    if inline:
+        logger.info("no Prefect API configured: each run executes in this process before the next")
+        return InlineLauncher(remember=settings.launch_remember, settings=settings)
     logger.info("no Prefect API configured: runs execute in this process (%d at a time)", settings.launch_workers)
-    return InProcessLauncher(workers=settings.launch_workers, remember=settings.launch_remember, on_error=on_error)
+    return InProcessLauncher(workers=settings.launch_workers, remember=settings.launch_remember, on_error=on_error,
+                             settings=settings)
+
+
+def deployment_launcher(deployment: str, tags: tuple[str, ...] = ()) -> DeploymentLauncher:
+    """A launcher of runs of one named deployment (the recovery flow's, whatever the launch mode)."""
+    from deployments.launch import DeploymentLauncher
+
+    return DeploymentLauncher(deployment, tags=("clientes-ingest", *tags))

@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,12 +20,11 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from clientes_ingest.events import S3ObjectEvent
 from clientes_ingest.settings import Settings, TriggerConfig
+from deployments.launch import DeploymentLauncher, InlineLauncher, LaunchResult
 from deployments.trigger import (
-    DeploymentLauncher,
-    InProcessLauncher,
-    LaunchResult,
     TriggerService,
     build_launcher,
+    event_pin,
     install_signal_handlers,
     serve_http,
 )
@@ -32,28 +32,47 @@ from deployments.trigger import (
 INCOMING = "incoming/CLIENTES_IN_0425.dat"
 
 
+@dataclass(frozen=True)
+class Launched:
+    """One launch as the recording launcher saw it: the source URI and its idempotency key."""
+
+    uri: str
+    idempotency_key: str
+
+    @property
+    def key(self) -> str:
+        return self.uri.split("/", 3)[3]
+
+
 class RecordingLauncher:
     """Stands in for Prefect: records launches, dedups by idempotency key, can fail or be slow."""
 
+    mode = "deployment"
+
     def __init__(self, fail_times: int = 0, delay: float = 0.0, during: Any = None) -> None:
-        self.events: list[S3ObjectEvent] = []
+        self.events: list[Launched] = []
         self.keys: dict[str, str] = {}
         self.fail_times = fail_times
         self.delay = delay
         self.during = during
 
-    def launch(self, event: S3ObjectEvent) -> LaunchResult:
+    def launch(self, source: str, *, job_id: int | None, idempotency_key: str | None,
+               chunk_size: str | None = None, pin: dict[str, str] | None = None) -> LaunchResult:
+        assert idempotency_key is not None and job_id is None
         if self.fail_times:
             self.fail_times -= 1
             raise RuntimeError("Prefect API unreachable")
         if self.during is not None:
             self.during()
         time.sleep(self.delay)
-        if event.idempotency_key in self.keys:
-            return LaunchResult(created=False, run_id=self.keys[event.idempotency_key])
-        self.events.append(event)
-        self.keys[event.idempotency_key] = f"run-{len(self.events)}"
-        return LaunchResult(created=True, run_id=self.keys[event.idempotency_key])
+        if idempotency_key in self.keys:
+            return LaunchResult(self.keys[idempotency_key], False, "deployment")
+        self.events.append(Launched(source, idempotency_key))
+        self.keys[idempotency_key] = f"run-{len(self.events)}"
+        return LaunchResult(self.keys[idempotency_key], True, "deployment")
+
+    def find(self, idempotency_key: str) -> LaunchResult | None:
+        return None
 
 
 def counter(service: TriggerService, name: str) -> float:
@@ -300,20 +319,24 @@ def test_in_process_launcher_runs_each_event_once() -> None:
     calls: list[str] = []
     outcomes = iter([RuntimeError("db down"), {"job_id": 7}])
 
-    def flow(source: str, **pin: str) -> Any:
-        calls.append(source)
-        assert pin == {"etag": "e1"}  # the run reads the version the event announced
+    def flow(parameters: dict[str, Any]) -> tuple[str, Any]:
+        calls.append(parameters["source"])
+        assert parameters == {"source": f"s3://b/{INCOMING}", "etag": "e1"}  # the version the event announced
         outcome = next(outcomes)
         if isinstance(outcome, Exception):
             raise outcome
-        return outcome
+        return f"flow-run-{len(calls)}", outcome
 
-    launcher = InProcessLauncher(run_flow=flow)
+    launcher = InlineLauncher(run_flow=flow)
     event = S3ObjectEvent("ObjectCreated:Put", "b", INCOMING, etag="e1", sequencer="01")
+
+    def launch() -> LaunchResult:
+        return launcher.launch(event.uri, job_id=None, idempotency_key=event.idempotency_key, pin=event_pin(event))
+
     with pytest.raises(RuntimeError):
-        launcher.launch(event)  # a failed run is not remembered: the redelivery runs it again
-    assert launcher.launch(event) == LaunchResult(created=True, run_id="7")
-    assert launcher.launch(event) == LaunchResult(created=False, run_id="7")
+        launch()  # a failed run is not remembered: the redelivery runs it again
+    assert launch() == LaunchResult("flow-run-2", created=True, mode="inline", job_id=7)
+    assert launch() == LaunchResult("flow-run-2", created=False, mode="inline", job_id=7)
     assert calls == [f"s3://b/{INCOMING}"] * 2
 
 
@@ -322,8 +345,8 @@ def test_auto_mode_picks_deployment_only_with_a_prefect_api() -> None:
         chosen = build_launcher(Settings(launch_mode="auto", deployment="ingest-clientes/local"))
         assert isinstance(chosen, DeploymentLauncher) and chosen.deployment_name == "ingest-clientes/local"
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
-        assert isinstance(build_launcher(Settings(launch_mode="auto")), InProcessLauncher)
-    assert isinstance(build_launcher(Settings(launch_mode="in-process")), InProcessLauncher)
+        assert isinstance(build_launcher(Settings(launch_mode="auto")), InlineLauncher)
+    assert isinstance(build_launcher(Settings(launch_mode="in-process")), InlineLauncher)
 
 
 def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

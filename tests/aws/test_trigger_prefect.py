@@ -16,7 +16,8 @@ from support.loading import rejects, rows
 from clientes_ingest.db import Database
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.events import parse_message
-from deployments.trigger import DeploymentLauncher, InProcessLauncher, TriggerService
+from deployments.launch import DeploymentLauncher, InlineLauncher
+from deployments.trigger import TriggerService
 from flows.ingest import ingest_clientes
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -136,7 +137,7 @@ def test_in_process_mode_loads_the_uploaded_file_once(
     monkeypatch.setenv("CLIENTES_DB_URL", flow_env["s3"])
     upload_and_duplicate(aws_s3_client, aws_sqs_client, aws_resources, clients_file, copies=1)
     service = TriggerService(
-        aws_sqs_client, aws_resources["queue_url"], InProcessLauncher(), allowed_buckets={aws_resources["bucket"]},
+        aws_sqs_client, aws_resources["queue_url"], InlineLauncher(), allowed_buckets={aws_resources["bucket"]},
         wait_seconds=0, retry_delay_seconds=0
     )
     outcomes = drain(service)
