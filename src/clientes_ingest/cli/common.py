@@ -7,16 +7,23 @@ import sys
 from typing import Any
 
 from clientes_ingest.exit_codes import EXIT_DB, EXIT_FAILED, EXIT_HELD, EXIT_USAGE
-from clientes_ingest.settings import Settings, load_settings, prefect_process_defaults
+from clientes_ingest.settings import DEFAULT_DB_URL, Settings, load_settings, prefect_process_defaults
 
-__all__ = ["EXIT_DB", "EXIT_FAILED", "EXIT_HELD", "EXIT_USAGE", "CliError", "command_settings", "database",
-           "flow_settings", "make_console", "print_summary"]
+__all__ = ["EXIT_DB", "EXIT_FAILED", "EXIT_HELD", "EXIT_USAGE", "CliError", "add_resource_options", "command_settings",
+           "database", "flow_settings", "make_console", "print_summary"]
 
 
 class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.code = code
+
+
+def add_resource_options(parser: argparse.ArgumentParser) -> None:
+    """``--db``, ``--storage-root`` and ``-v``: the options of a command that runs a flow on the resources."""
+    parser.add_argument("--db", help=f"SQLAlchemy URL (default $CLIENTES_DB_URL or {DEFAULT_DB_URL})")
+    parser.add_argument("--storage-root", help="local storage directory (default ./.clientes-ingest)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
 
 
 def command_settings(args: argparse.Namespace, **overrides: object) -> Settings:

@@ -6,8 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from clientes_ingest.cli.common import EXIT_FAILED, CliError, command_settings, database, flow_settings, make_console
-from clientes_ingest.settings import DEFAULT_DB_URL, parse_age, use_settings
+from clientes_ingest.cli.common import (
+    EXIT_FAILED,
+    CliError,
+    add_resource_options,
+    command_settings,
+    database,
+    flow_settings,
+    make_console,
+)
+from clientes_ingest.settings import parse_age, use_settings
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -71,7 +79,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     purge.add_argument("--keep-rows", action="store_true", help="keep the jobs' clientes rows (and so their "
                        "content claim: the same file stays 'already loaded')")
     purge.add_argument("--limit", type=int, default=1000, help="purge at most N jobs, the oldest first")
-    purge.add_argument("--db", help=f"SQLAlchemy URL (default $CLIENTES_DB_URL or {DEFAULT_DB_URL})")
-    purge.add_argument("--storage-root", help="local storage directory (default ./.clientes-ingest)")
-    purge.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    add_resource_options(purge)
     purge.set_defaults(func=cmd_purge)

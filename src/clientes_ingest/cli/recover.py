@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clientes_ingest.cli.common import EXIT_FAILED, CliError, command_settings, database, flow_settings
-from clientes_ingest.settings import DEFAULT_DB_URL, use_settings
+from clientes_ingest.cli.common import (
+    EXIT_FAILED,
+    CliError,
+    add_resource_options,
+    command_settings,
+    database,
+    flow_settings,
+)
+from clientes_ingest.settings import use_settings
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
@@ -47,7 +54,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     recover.add_argument("--lease-seconds", type=float, help="idle this long makes a job abandoned (default "
                          "$CLIENTES_JOB_LEASE_SECONDS or 900)")
     recover.add_argument("--limit", type=int, default=10, help="resume at most N jobs, the longest idle first")
-    recover.add_argument("--db", help=f"SQLAlchemy URL (default $CLIENTES_DB_URL or {DEFAULT_DB_URL})")
-    recover.add_argument("--storage-root", help="local storage directory (default ./.clientes-ingest)")
-    recover.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    add_resource_options(recover)
     recover.set_defaults(func=cmd_recover)
