@@ -199,6 +199,21 @@ def parse_block(data: bytes, first_line: int, *, file_start: bool = False) -> Pa
         return ParsedBlock(empty_table(VALID_SCHEMA), empty_table(REJECT_SCHEMA), 0, 0)
     if len(data) > MAX_BLOCK_BYTES:
         raise ValueError(f"block of {len(data)} bytes is too large: parse at most {MAX_BLOCK_BYTES} at a time")
+    data = _normalize_newlines(data, file_start)
+    lines_bin = _split_lines(data)
+    n_lines = len(lines_bin)
+    codes = np.zeros(n_lines, dtype=np.int8)  # 0 valid, -1 blank, else _CODE of the reject reason
+    lines = _decode_lines(data, lines_bin, codes)
+    split = _split_fields(lines, codes)
+    rows = np.flatnonzero(codes == 0)
+    with_7 = split if len(rows) == n_lines else split.take(pa.array(rows))
+    valid = _check_rows(with_7, rows, codes, first_line)
+    rejects = _reject_table(codes, lines, pc.binary_length(lines_bin), first_line)
+    return ParsedBlock(valid, rejects, int(np.count_nonzero(codes == -1)), n_lines)
+
+
+def _normalize_newlines(data: bytes, file_start: bool) -> bytes:
+    """Strip a leading BOM (``file_start``) and the CR of every CRLF."""
     if file_start and data.startswith(BOM):
         data = data[len(BOM) :]  # a file holding only a BOM still counts one (blank) line
     # Drop the CR of CRLF in one C pass; a lone CR inside a line stays data.
@@ -208,10 +223,11 @@ def parse_block(data: bytes, first_line: int, *, file_start: bool = False) -> Pa
             # The file's unterminated last line: terminate it instead of dropping the byte, so a last
             # line holding just "\r" still counts as a (blank) line.
             data = data[:-1] + b"\n"
+    return data
 
-    lines_bin = _split_lines(data)
-    n_lines = len(lines_bin)
-    codes = np.zeros(n_lines, dtype=np.int8)  # 0 valid, -1 blank, else _CODE of the reject reason
+
+def _decode_lines(data: bytes, lines_bin: pa.Array, codes: np.ndarray) -> pa.Array:
+    """The lines as UTF-8 strings; marks lines that are not UTF-8 or hold NUL as ``encoding`` in ``codes``."""
     try:
         lines = lines_bin.cast(pa.string())
     except pa.ArrowInvalid:
@@ -226,7 +242,11 @@ def parse_block(data: bytes, first_line: int, *, file_start: bool = False) -> Pa
         # PostgreSQL cannot store NUL in text and SQL Server would keep it as junk: an encoding reject.
         has_nul = _mask(pc.match_substring(lines, "\x00"))
         codes[has_nul & (codes == 0)] = _CODE["encoding"]
+    return lines
 
+
+def _split_fields(lines: pa.Array, codes: np.ndarray) -> pa.Array:
+    """The ``|``-separated fields of each line; marks blank lines (-1) and ``field_count`` rejects in ``codes``."""
     split = pc.split_pattern(lines, "|")
     n_fields = pc.list_value_length(split).to_numpy()
     others = np.flatnonzero((n_fields != FIELD_COUNT) & (codes == 0))
@@ -235,9 +255,12 @@ def parse_block(data: bytes, first_line: int, *, file_start: bool = False) -> Pa
         stripped = pc.ascii_trim(lines.take(pa.array(others)), characters=WHITESPACE)
         blank = (pc.binary_length(stripped).to_numpy() == 0) & (n_fields[others] == 1)
         codes[others] = np.where(blank, -1, _CODE["field_count"])
+    return split
 
-    rows = np.flatnonzero(codes == 0)
-    with_7 = split if len(rows) == n_lines else split.take(pa.array(rows))
+
+def _check_rows(with_7: pa.Array, rows: np.ndarray, codes: np.ndarray, first_line: int) -> pa.Table:
+    """Apply the field rules to the seven-field ``rows``: their reject codes go to ``codes``, the valid rows
+    come back as a ``VALID_SCHEMA`` table."""
     # All fields of those rows, trimmed, in one flat row-major array: field k of row i is at 7 * i + k.
     # ascii_trim is safe on UTF-8: bytes of a multi-byte character are never ASCII.
     flat = pc.ascii_trim(with_7.flatten(), characters=WHITESPACE)
@@ -291,8 +314,7 @@ def parse_block(data: bytes, first_line: int, *, file_start: bool = False) -> Pa
         ],
         schema=VALID_SCHEMA,
     )
-    rejects = _reject_table(codes, lines, pc.binary_length(lines_bin), first_line)
-    return ParsedBlock(valid, rejects, int(np.count_nonzero(codes == -1)), n_lines)
+    return valid
 
 
 def _reject_table(codes: np.ndarray, lines: pa.Array, raw_length: pa.Array, first_line: int) -> pa.Table:
