@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pyarrow.compute as pc
@@ -174,6 +175,46 @@ def _stopped(engine: Engine, job_id: int, chunk: ChunkSpec, verdict: str | None)
     return ChunkResult(job_id, chunk.index, True, 0, 0, 0, 0, 0.0, peak_rss_bytes(), 0.0, stopped=True)
 
 
+@dataclass
+class _ChunkCounts:
+    """What a chunk's blocks added up to so far (rows written, rejects counted and stored, per reason)."""
+
+    rows: int = 0
+    rejects: int = 0
+    blank: int = 0
+    lines: int = 0
+    stored: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    stored_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def _load_blocks(conn: sa.Connection, writer: Any, job_id: int, chunk_no: int,
+                 blocks: Iterable[tuple[ParsedBlock, int]], before: Tally, file_lines: int, room: int,
+                 policy: RejectPolicy) -> _ChunkCounts:
+    """Write each parsed block's rows and (up to ``room``) rejects in ``conn``; raise ``_Stop`` with the
+    verdict as soon as the job's tally so far judges the file garbage (``guard.early_verdict``)."""
+    n = _ChunkCounts()
+    for parsed, nbytes in blocks:
+        n.rows += writer.write_rows(conn, job_id, parsed.valid)
+        block_reasons = _reasons(parsed.rejects)
+        _add(n.reasons, block_reasons)
+        keep = parsed.rejects if parsed.rejects.num_rows <= room - n.stored else parsed.rejects.slice(
+            0, max(room - n.stored, 0))
+        n.stored += writer.write_rejects(conn, job_id, chunk_no, keep)
+        _add(n.stored_reasons, block_reasons if keep is parsed.rejects else _reasons(keep))
+        n.rejects += parsed.rejects.num_rows
+        n.blank += parsed.blank_lines
+        n.lines += parsed.lines
+        progress.emit("load", nbytes)
+        seen = before.plus(Tally(n.lines, n.blank, n.rejects))
+        if early_verdict(policy, seen, file_lines):
+            committed = rejection.reason_counts(conn, job_id)
+            _add(committed, n.reasons)
+            raise _Stop(describe(policy, Tally(seen.lines, seen.blank, seen.rejected, committed),
+                                 file_lines=file_lines, early=True))
+    return n
+
+
 def load_chunk(
     db: Database,
     storage: Storage,
@@ -202,9 +243,6 @@ def load_chunk(
         return _skipped(engine, job_id, chunk)
     writer = writer_for(db.dialect, db.writer)
     c = ingest_chunks.c
-    rows = rejects = blank = lines = stored = 0
-    reasons: dict[str, int] = {}
-    stored_reasons: dict[str, int] = {}
     blocks: _Prefetch[tuple[ParsedBlock, int]] | None = None
     try:
         with engine.begin() as conn:
@@ -216,40 +254,23 @@ def load_chunk(
             room = max(policy.max_stored - stored_before, 0)
             pieces = storage.iter_range(uri, chunk.start, chunk.end, block_size)
             blocks = _Prefetch(parse_chunk(pieces, chunk, block_size=block_size, max_line_bytes=max_line_bytes))
-            for parsed, nbytes in blocks:
-                rows += writer.write_rows(conn, job_id, parsed.valid)
-                block_reasons = _reasons(parsed.rejects)
-                _add(reasons, block_reasons)
-                keep = parsed.rejects if parsed.rejects.num_rows <= room - stored else parsed.rejects.slice(
-                    0, max(room - stored, 0))
-                stored += writer.write_rejects(conn, job_id, chunk.index, keep)
-                _add(stored_reasons, block_reasons if keep is parsed.rejects else _reasons(keep))
-                rejects += parsed.rejects.num_rows
-                blank += parsed.blank_lines
-                lines += parsed.lines
-                progress.emit("load", nbytes)
-                seen = before.plus(Tally(lines, blank, rejects))
-                if early_verdict(policy, seen, file_lines):
-                    committed = rejection.reason_counts(conn, job_id)
-                    _add(committed, reasons)
-                    raise _Stop(describe(policy, Tally(seen.lines, seen.blank, seen.rejected, committed),
-                                         file_lines=file_lines, early=True))
+            counts = _load_blocks(conn, writer, job_id, chunk.index, blocks, before, file_lines, room, policy)
             blocks.close()  # joins the parse thread, so its CPU time is final
-            if lines != chunk.line_count:
+            if counts.lines != chunk.line_count:
                 raise ChunkIntegrityError(
-                    f"chunk {chunk.index} of job {job_id} has {lines} lines, its plan says {chunk.line_count}: "
+                    f"chunk {chunk.index} of job {job_id} has {counts.lines} lines, its plan says {chunk.line_count}: "
                     f"{uri} changed after it was planned; load it again as a new job (force=True)")
             if not rejection.hold_job(conn, job_id):
                 raise _Stop()  # the job was refused (or finalized) while this chunk loaded
             span = (chunk.first_line, chunk.first_line + chunk.line_count - 1)
-            rejection.record_chunk_rejects(conn, job_id, chunk.index, span, reasons, stored_reasons,
+            rejection.record_chunk_rejects(conn, job_id, chunk.index, span, counts.reasons, counts.stored_reasons,
                                            policy.max_stored)
             duration = time.perf_counter() - started
             cpu = time.thread_time() - cpu_start + blocks.cpu_seconds
             rss = peak_rss_bytes()
             conn.execute(ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk.index).values(
-                status="done", rows_loaded=rows, rows_rejected=rejects, blank_lines=blank, duration_s=duration,
-                peak_rss_bytes=rss, cpu_seconds=cpu, finished_at=utcnow(), error=None))
+                status="done", rows_loaded=counts.rows, rows_rejected=counts.rejects, blank_lines=counts.blank,
+                duration_s=duration, peak_rss_bytes=rss, cpu_seconds=cpu, finished_at=utcnow(), error=None))
     except _Stop as stop:
         return _stopped(engine, job_id, chunk, stop.verdict)
     except BaseException as exc:
@@ -258,4 +279,5 @@ def load_chunk(
     finally:
         if blocks is not None:
             blocks.close()
-    return ChunkResult(job_id, chunk.index, False, lines, rows, rejects, blank, duration, rss, cpu)
+    return ChunkResult(job_id, chunk.index, False, counts.lines, counts.rows, counts.rejects, counts.blank, duration,
+                       rss, cpu)
