@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from clientes_ingest import jobs
 from clientes_ingest.db import Database, DatabaseUnavailable
 from clientes_ingest.settings import ApiConfig, Settings
+from clientes_ingest.statuses import JobStatus
 from clientes_ingest.storage import Storage
 from deployments.launch import RunLauncher
 from deployments.upload import ApiError
@@ -188,7 +189,7 @@ class ApiContext:
             return
         try:
             job = jobs.get_job(self.db.engine, job_id)
-            if job.status == "pending":
+            if job.status == JobStatus.PENDING:
                 jobs.fail_job(self.db.engine, job_id, scrub(f"run failed before loading: {exc}", self.secrets))
         except Exception as hook_exc:
             logger.error("cannot mark job %s failed: %s", job_id, scrub(str(hook_exc), self.secrets))

@@ -26,10 +26,11 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from clientes_ingest.jobs import REJECTED_FILE, Action
+from clientes_ingest.jobs import REJECTED_FILE
 from clientes_ingest.settings import Settings, load_settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.staging import resolve_source
+from clientes_ingest.statuses import Action, JobStatus
 from clientes_ingest.storage import ObjectVersion
 from clientes_ingest.tasks import (
     ChunkLoad,
@@ -121,7 +122,7 @@ def ingest_clientes(
         summary = read_job(db, registration.job_id)
         raise IngestFailed(f"job {summary.job_id} refused this content ({summary.error}); to load it anyway: "
                            f"--force with a higher CLIENTES_MAX_REJECT_RATIO", summary.job_id)
-    if registration.action in (Action.ALREADY_LOADED, Action.IN_PROGRESS):
+    if registration.action.nothing_to_do:
         logger.info("%s: job %d %s; nothing to load", staged.name, registration.job_id,
                     "already loaded this content" if registration.action == Action.ALREADY_LOADED
                     else "is loading this content in another run")
@@ -150,7 +151,7 @@ def ingest_clientes(
     emit_job_events(summary, trends)
     if summary.status == REJECTED_FILE:
         raise IngestFailed(f"job {summary.job_id} {summary.error}", summary.job_id)
-    if summary.status == "failed":
+    if summary.status == JobStatus.FAILED:
         raise IngestFailed(f"job {summary.job_id} failed: {summary.error}; rerun the same source to load "
                            f"the missing chunks", summary.job_id)
     logger.info("job %d %s: %d rows, %d rejects", summary.job_id, summary.status, summary.rows_loaded,

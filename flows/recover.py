@@ -26,11 +26,12 @@ from clientes_ingest.recovery_tasks import (
     start_ingest_run,
 )
 from clientes_ingest.settings import load_settings
+from clientes_ingest.statuses import Action, RecoveryAction
 from flows.ingest import ingest_clientes
 
 # What a resumed ingest run reports (its "action"), as this flow records it.
-OUTCOMES = {"load": "resumed", "resume": "resumed", "in_progress": "held by another run",
-            "already_loaded": "already loaded"}
+OUTCOMES = {Action.LOAD: RecoveryAction.RESUMED, Action.RESUME: RecoveryAction.RESUMED,
+            Action.IN_PROGRESS: RecoveryAction.HELD, Action.ALREADY_LOADED: RecoveryAction.ALREADY_LOADED}
 
 
 class RecoveryFailed(RuntimeError):
@@ -61,11 +62,11 @@ def recover_abandoned_jobs(
                                   "job_status": None, "error": None}
         if deployment:
             started = start_ingest_run(deployment, job)
-            result.update(action="started" if started.created else "already started",
+            result.update(action=RecoveryAction.STARTED if started.created else RecoveryAction.ALREADY_STARTED,
                           flow_run_id=started.flow_run_id, job_status=started.state)
             if started.exhausted:
-                result.update(action="failed", error=f"{MAX_STARTS} runs of {deployment} ended without taking the "
-                                                     f"job over; the last: {started.flow_run_id}")
+                error = f"{MAX_STARTS} runs of {deployment} ended without taking the job over; the last: "
+                result.update(action=RecoveryAction.FAILED, error=error + started.flow_run_id)
         else:
             try:
                 outcome = ingest_clientes(source=job.source_uri, job_id=job.job_id)
@@ -73,12 +74,12 @@ def recover_abandoned_jobs(
                               job_status=outcome.get("status"))
             except Exception as exc:  # one job's failure must not keep the others from being resumed
                 logger.error("job %d could not be resumed: %s", job.job_id, exc)
-                result.update(action="failed", error=str(exc)[:500])
+                result.update(action=RecoveryAction.FAILED, error=str(exc)[:500])
         logger.info("job %d (%s, idle %.0fs, %d/%d chunks done): %s", job.job_id, job.status, job.idle_seconds,
                     job.chunks_done, job.chunk_count, result["action"])
         results.append(result)
     publish_recovery_report(results, lease)
-    failed = [r["job_id"] for r in results if r["action"] == "failed"]
+    failed = [r["job_id"] for r in results if r["action"] == RecoveryAction.FAILED]
     if failed:
         raise RecoveryFailed(f"{len(failed)} of {len(results)} abandoned job(s) could not be resumed: "
                              f"{', '.join(map(str, failed))}", results)

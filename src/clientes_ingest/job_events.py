@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clientes_ingest.jobs import JobSummary
+from clientes_ingest.statuses import JobStatus
 
 EVENT_PREFIX = "clientes.job"
 COMPLETED = f"{EVENT_PREFIX}.completed"
@@ -24,11 +25,11 @@ REJECTED_FILE = f"{EVENT_PREFIX}.rejected_file"
 REJECT_SHARE_JUMP = f"{EVENT_PREFIX}.reject_share_jump"
 
 # Final job status -> event. A status not listed (running, pending, duplicate) emits nothing.
-EVENT_BY_STATUS = {
-    "completed": COMPLETED,
-    "completed_with_rejects": COMPLETED,
-    "failed": FAILED,
-    "rejected_file": REJECTED_FILE,
+EVENT_BY_STATUS: dict[str, str] = {
+    JobStatus.COMPLETED: COMPLETED,
+    JobStatus.COMPLETED_WITH_REJECTS: COMPLETED,
+    JobStatus.FAILED: FAILED,
+    JobStatus.REJECTED_FILE: REJECTED_FILE,
 }
 
 

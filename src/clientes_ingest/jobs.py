@@ -14,7 +14,6 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,23 +25,16 @@ from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import ingest_chunks, ingest_file_claims, ingest_jobs, ingest_rejects, utcnow
 from clientes_ingest.guard import RejectPolicy, Tally, describe, final_verdict
 from clientes_ingest.lease import Owner
+from clientes_ingest.statuses import DONE, Action, ChunkStatus, JobStatus
 from clientes_ingest.storage import ObjectVersion
 
-DONE_STATUSES = ("completed", "completed_with_rejects")
+DONE_STATUSES = DONE
 REJECTED_FILE = rejection.REJECTED_FILE
 DEFAULT_LEASE_SECONDS = 900
 
 
 class JobError(RuntimeError):
     """A job cannot be registered or resumed as asked; the message says why and what to do."""
-
-
-class Action(StrEnum):
-    LOAD = "load"  # a new job: load every chunk
-    RESUME = "resume"  # an unfinished job of the same file: load the chunks not committed yet
-    ALREADY_LOADED = "already_loaded"  # this content was loaded by a completed job: nothing to do
-    IN_PROGRESS = "in_progress"  # another live run is loading this content: nothing to do here
-    REJECTED = "rejected"  # this content was refused (rejected_file) by its job: only --force loads it
 
 
 @dataclass(frozen=True)
@@ -168,7 +160,7 @@ def _staged_values(staged: StagedFile) -> dict[str, Any]:
 def _insert_job(conn: Connection, staged: StagedFile, flow_run_id: str | None, owner: Owner | None) -> int:
     result = conn.execute(
         ingest_jobs.insert().values(
-            **_staged_values(staged), status="running", started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
+            **_staged_values(staged), status=JobStatus.RUNNING, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
             **_owned_by(owner, flow_run_id),
         )
     )
@@ -188,7 +180,7 @@ def _insert_chunks(conn: Connection, job_id: int, chunks: tuple[ChunkSpec, ...])
 
 def _pending_chunks(conn: Connection, job_id: int) -> tuple[ChunkSpec, ...]:
     rows = conn.execute(
-        sa.select(ingest_chunks).where(ingest_chunks.c.job_id == job_id, ingest_chunks.c.status != "done")
+        sa.select(ingest_chunks).where(ingest_chunks.c.job_id == job_id, ingest_chunks.c.status != ChunkStatus.DONE)
         .order_by(ingest_chunks.c.chunk_no)
     ).mappings()
     return tuple(ChunkSpec(index=r["chunk_no"], start=r["start_offset"], end=r["end_offset"],
@@ -199,7 +191,7 @@ def _take_over(conn: Connection, job: sa.RowMapping, flow_run_id: str | None, ow
     """Claim an unfinished job for this run; False if another run took it first (optimistic lock)."""
     result = conn.execute(
         ingest_jobs.update().where(ingest_jobs.c.id == job["id"], ingest_jobs.c.runs == job["runs"])
-        .values(status="running", runs=job["runs"] + 1, heartbeat_at=utcnow(), error=None, finished_at=None,
+        .values(status=JobStatus.RUNNING, runs=job["runs"] + 1, heartbeat_at=utcnow(), error=None, finished_at=None,
                 **_owned_by(owner, flow_run_id))
     )
     return result.rowcount == 1
@@ -214,7 +206,7 @@ def holder_of(job: sa.RowMapping) -> Holder:
 
 def _is_live(conn: Connection, job: sa.RowMapping, lease_seconds: float) -> bool:
     """Whether another run holds the job: running, and heart-beating within the lease."""
-    if job["status"] != "running" or job["heartbeat_at"] is None:
+    if job["status"] != JobStatus.RUNNING or job["heartbeat_at"] is None:
         return False
     age = (utcnow() - job["heartbeat_at"].replace(tzinfo=None)).total_seconds()
     return age < lease_seconds
@@ -333,7 +325,7 @@ def _register_existing(
         has_chunks = conn.execute(
             sa.select(sa.func.count()).select_from(ingest_chunks).where(ingest_chunks.c.job_id == job_id)
         ).scalar_one()
-        if has_chunks and job["status"] != "pending":
+        if has_chunks and job["status"] != JobStatus.PENDING:
             if job["status"] in DONE_STATUSES and not force:
                 return Registration(job_id, Action.ALREADY_LOADED, job["source_uri"], (), job["chunk_count"] or 0)
             return _decide_for_existing(conn, job, flow_run_id, lease_seconds, owner)
@@ -344,12 +336,12 @@ def _register_existing(
         ).scalar_one_or_none()
         if claim is not None and claim != job_id and not force:
             conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(
-                status="duplicate", sha256=staged.sha256, size_bytes=staged.size, finished_at=utcnow(),
+                status=JobStatus.DUPLICATE, sha256=staged.sha256, size_bytes=staged.size, finished_at=utcnow(),
                 error=f"same content as job {claim}"))
             other = _get_job(conn, claim)
             assert other is not None
             return _decide_for_existing(conn, other, flow_run_id, lease_seconds, owner)
-        running = dict(status="running", started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
+        running = dict(status=JobStatus.RUNNING, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
                        **_owned_by(owner, flow_run_id))
         if has_chunks:  # planned at upload: that plan (and object) is the job's, whatever this run staged
             conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(**running))
@@ -375,7 +367,7 @@ def holder(engine: Engine, job_id: int) -> Holder | None:
     """Who holds ``job_id`` if it is running (None if it is not, or does not exist)."""
     with engine.connect() as conn:
         job = _get_job(conn, job_id)
-    return holder_of(job) if job is not None and job["status"] == "running" else None
+    return holder_of(job) if job is not None and job["status"] == JobStatus.RUNNING else None
 
 
 def wait_for_job(
@@ -404,7 +396,7 @@ def create_pending_job(engine: Engine, source_uri: str, file_name: str, *, stage
     reads only that version. With ``version`` alone (an object named by an event or a request) the run
     reads that version, and the content it hashes is pinned when it registers.
     """
-    values: dict[str, Any] = dict(source_uri=source_uri, file_name=file_name, status="pending")
+    values: dict[str, Any] = dict(source_uri=source_uri, file_name=file_name, status=JobStatus.PENDING)
     if staged is not None:
         values.update(_staged_values(staged))
     elif version is not None:
@@ -424,7 +416,7 @@ def job_source(engine: Engine, job_id: int) -> JobSource | None:
             return None
         version = ObjectVersion.of(job["source_version_id"], job["source_etag"])
         staged = None
-        if job["status"] == "pending" and job["sha256"] is not None:
+        if job["status"] == JobStatus.PENDING and job["sha256"] is not None:
             chunks = _pending_chunks(conn, job_id)
             if chunks:
                 staged = StagedFile(uri=job["source_uri"], name=job["file_name"], size=job["size_bytes"],
@@ -437,7 +429,7 @@ def fail_job(engine: Engine, job_id: int, error: str) -> None:
     """Mark a job failed with an error text (used when a run fails before finalizing)."""
     with engine.begin() as conn:
         conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id)
-                     .values(status="failed", error=error[:4000], finished_at=utcnow()))
+                     .values(status=JobStatus.FAILED, error=error[:4000], finished_at=utcnow()))
 
 
 def finalize_job(engine: Engine, job_id: int, policy: RejectPolicy | None = None) -> JobSummary:
@@ -448,7 +440,7 @@ def finalize_job(engine: Engine, job_id: int, policy: RejectPolicy | None = None
     """
     policy = policy or RejectPolicy()
     c = ingest_chunks.c
-    done = sa.case((c.status == "done", 1), else_=0)
+    done = sa.case((c.status == ChunkStatus.DONE, 1), else_=0)
     with engine.begin() as conn:
         agg = conn.execute(
             sa.select(
@@ -461,7 +453,7 @@ def finalize_job(engine: Engine, job_id: int, policy: RejectPolicy | None = None
             ).where(c.job_id == job_id)
         ).one()
         failed_error = conn.execute(
-            sa.select(c.error).where(c.job_id == job_id, c.status != "done", c.error.is_not(None))
+            sa.select(c.error).where(c.job_id == job_id, c.status != ChunkStatus.DONE, c.error.is_not(None))
             .order_by(c.chunk_no).limit(1)
         ).scalar_one_or_none()
         job = _get_job(conn, job_id)
@@ -476,9 +468,9 @@ def finalize_job(engine: Engine, job_id: int, policy: RejectPolicy | None = None
             error = describe(policy, tally, file_lines=agg.lines, early=False)
             rejection.remove_rows(conn, job_id)
         elif agg.done == agg.chunks:
-            status, error = ("completed_with_rejects" if agg.rejects else "completed"), None
+            status, error = (JobStatus.COMPLETED_WITH_REJECTS if agg.rejects else JobStatus.COMPLETED), None
         else:
-            status = "failed"
+            status = JobStatus.FAILED
             error = f"{agg.chunks - agg.done} of {agg.chunks} chunks not loaded"
             if failed_error:
                 error += f"; first error: {failed_error}"
@@ -498,7 +490,8 @@ def rejects_by_reason(conn: Connection, job_id: int) -> dict[str, int]:
 
 def _summary(conn: Connection, job: sa.RowMapping) -> JobSummary:
     done = conn.execute(
-        sa.select(sa.func.count()).where(ingest_chunks.c.job_id == job["id"], ingest_chunks.c.status == "done")
+        sa.select(sa.func.count())
+        .where(ingest_chunks.c.job_id == job["id"], ingest_chunks.c.status == ChunkStatus.DONE)
     ).scalar_one()
     return JobSummary(
         job_id=int(job["id"]), status=job["status"], source_uri=job["source_uri"], file_name=job["file_name"],

@@ -29,6 +29,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from clientes_ingest.db import ingest_jobs, utcnow
+from clientes_ingest.statuses import JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def beat(engine: Engine, job_id: int) -> bool:
     """Set a running job's heartbeat to now; False if the job is not running (finished, failed, absent)."""
     with engine.begin() as conn:
         result = conn.execute(ingest_jobs.update()
-                              .where(ingest_jobs.c.id == job_id, ingest_jobs.c.status == "running")
+                              .where(ingest_jobs.c.id == job_id, ingest_jobs.c.status == JobStatus.RUNNING)
                               .values(heartbeat_at=utcnow()))
         return result.rowcount == 1
 

@@ -29,6 +29,7 @@ from clientes_ingest.parser import parse_block
 from clientes_ingest.rejection import REJECTED_FILE
 from clientes_ingest.results import ChunkResult, peak_rss_bytes
 from clientes_ingest.rules import VALID_SCHEMA, ParsedBlock, empty_table, make_reject
+from clientes_ingest.statuses import ChunkStatus
 from clientes_ingest.storage import Storage
 from clientes_ingest.writers import writer_for
 
@@ -118,8 +119,8 @@ def _start_attempt(engine: Engine, job_id: int, chunk_no: int) -> str:
         if status == REJECTED_FILE:
             return "stopped"
         result = conn.execute(
-            ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk_no, c.status != "done")
-            .values(attempts=c.attempts + 1, status="running", started_at=utcnow(), error=None)
+            ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk_no, c.status != ChunkStatus.DONE)
+            .values(attempts=c.attempts + 1, status=ChunkStatus.RUNNING, started_at=utcnow(), error=None)
         )
         conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(heartbeat_at=utcnow()))
         return "start" if result.rowcount == 1 else "done"
@@ -149,8 +150,9 @@ def _record_failure(engine: Engine, job_id: int, chunk_no: int, error: str) -> N
     c = ingest_chunks.c
     try:
         with engine.begin() as conn:
-            conn.execute(ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk_no, c.status != "done")
-                         .values(status="failed", error=error[:4000], finished_at=utcnow()))
+            conn.execute(ingest_chunks.update()
+                         .where(c.job_id == job_id, c.chunk_no == chunk_no, c.status != ChunkStatus.DONE)
+                         .values(status=ChunkStatus.FAILED, error=error[:4000], finished_at=utcnow()))
     except Exception:  # noqa: S110 - best effort: the database may be the thing that failed
         pass
 
@@ -170,8 +172,9 @@ def _stopped(engine: Engine, job_id: int, chunk: ChunkSpec, verdict: str | None)
         rejection.reject_file(engine, job_id, verdict)
     c = ingest_chunks.c
     with engine.begin() as conn:  # it may be loaded later only by a new job (--force), never by this one
-        conn.execute(ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk.index, c.status != "done")
-                     .values(status="pending", finished_at=utcnow()))
+        conn.execute(ingest_chunks.update()
+                     .where(c.job_id == job_id, c.chunk_no == chunk.index, c.status != ChunkStatus.DONE)
+                     .values(status=ChunkStatus.PENDING, finished_at=utcnow()))
     return ChunkResult(job_id, chunk.index, True, 0, 0, 0, 0, 0.0, peak_rss_bytes(), 0.0, stopped=True)
 
 
@@ -247,7 +250,7 @@ def load_chunk(
     try:
         with engine.begin() as conn:
             status = conn.execute(lock_chunk(job_id, chunk.index)).scalar_one()
-            if status == "done":  # another run committed it while we waited for the lock
+            if status == ChunkStatus.DONE:  # another run committed it while we waited for the lock
                 progress.emit("load", chunk.end - chunk.start)
                 return _skipped(engine, job_id, chunk)
             before, file_lines, stored_before = rejection.committed_tally(conn, job_id)
@@ -269,8 +272,9 @@ def load_chunk(
             cpu = time.thread_time() - cpu_start + blocks.cpu_seconds
             rss = peak_rss_bytes()
             conn.execute(ingest_chunks.update().where(c.job_id == job_id, c.chunk_no == chunk.index).values(
-                status="done", rows_loaded=counts.rows, rows_rejected=counts.rejects, blank_lines=counts.blank,
-                duration_s=duration, peak_rss_bytes=rss, cpu_seconds=cpu, finished_at=utcnow(), error=None))
+                status=ChunkStatus.DONE, rows_loaded=counts.rows, rows_rejected=counts.rejects,
+                blank_lines=counts.blank, duration_s=duration, peak_rss_bytes=rss, cpu_seconds=cpu,
+                finished_at=utcnow(), error=None))
     except _Stop as stop:
         return _stopped(engine, job_id, chunk, stop.verdict)
     except BaseException as exc:

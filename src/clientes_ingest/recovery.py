@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from clientes_ingest.db import ingest_chunks, ingest_jobs, utcnow
+from clientes_ingest.statuses import ChunkStatus, JobStatus
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,9 @@ def abandoned_statements(
     # SQL Server has no NULLS FIRST; literals, not parameters, in its ORDER BY.
     never_beat = sa.case((j.heartbeat_at.is_(None), sa.literal_column("0")), else_=sa.literal_column("1"))
     running = (sa.select(*columns)
-               .where(j.status == "running", sa.or_(j.heartbeat_at.is_(None), j.heartbeat_at < now - lease))
+               .where(j.status == JobStatus.RUNNING, sa.or_(j.heartbeat_at.is_(None), j.heartbeat_at < now - lease))
                .order_by(never_beat, j.heartbeat_at, j.id).limit(limit))
-    pending = (sa.select(*columns).where(j.status == "pending", j.created_at < db_now - lease)
+    pending = (sa.select(*columns).where(j.status == JobStatus.PENDING, j.created_at < db_now - lease)
                .order_by(j.created_at, j.id).limit(limit))
     return running, pending
 
@@ -102,7 +103,7 @@ def _chunk_counts(conn: sa.Connection, job_ids: list[int]) -> dict[int, tuple[in
         return {}
     c = ingest_chunks.c
     rows = conn.execute(
-        sa.select(c.job_id, sa.func.sum(sa.case((c.status == "done", 1), else_=0)), sa.func.count())
+        sa.select(c.job_id, sa.func.sum(sa.case((c.status == ChunkStatus.DONE, 1), else_=0)), sa.func.count())
         .where(c.job_id.in_(job_ids)).group_by(c.job_id)
     )
     return {int(job_id): (int(done or 0), int(total)) for job_id, done, total in rows}

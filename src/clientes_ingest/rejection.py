@@ -24,8 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from clientes_ingest.db import clientes, ingest_chunks, ingest_jobs, ingest_reject_counts, ingest_rejects, utcnow
 from clientes_ingest.guard import Tally
+from clientes_ingest.statuses import ChunkStatus, JobStatus
 
-REJECTED_FILE = "rejected_file"
+REJECTED_FILE = JobStatus.REJECTED_FILE
 
 
 def committed_tally(conn: Connection, job_id: int) -> tuple[Tally, int, int]:
@@ -34,7 +35,7 @@ def committed_tally(conn: Connection, job_id: int) -> tuple[Tally, int, int]:
     done = conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(c.line_count), 0), sa.func.coalesce(sa.func.sum(c.blank_lines), 0),
                   sa.func.coalesce(sa.func.sum(c.rows_rejected), 0))
-        .where(c.job_id == job_id, c.status == "done")
+        .where(c.job_id == job_id, c.status == ChunkStatus.DONE)
     ).one()
     file_lines = conn.execute(sa.select(ingest_jobs.c.total_lines).where(ingest_jobs.c.id == job_id)).scalar()
     return Tally(int(done[0]), int(done[1]), int(done[2])), int(file_lines or 0), stored_rejects(conn, job_id)
@@ -74,7 +75,7 @@ def not_stored(conn: Connection, job_id: int) -> int:
 def hold_job(conn: Connection, job_id: int) -> bool:
     """Lock the job row until the caller's transaction ends, if it is still ``running`` (else False)."""
     j = ingest_jobs.c
-    result = conn.execute(ingest_jobs.update().where(j.id == job_id, j.status == "running")
+    result = conn.execute(ingest_jobs.update().where(j.id == job_id, j.status == JobStatus.RUNNING)
                           .values(heartbeat_at=utcnow()))
     return result.rowcount == 1
 
@@ -113,7 +114,7 @@ def reject_file(engine: Engine, job_id: int, message: str) -> bool:
     """
     with engine.begin() as conn:
         j = ingest_jobs.c
-        result = conn.execute(ingest_jobs.update().where(j.id == job_id, j.status == "running")
+        result = conn.execute(ingest_jobs.update().where(j.id == job_id, j.status == JobStatus.RUNNING)
                               .values(status=REJECTED_FILE, error=message[:4000], finished_at=utcnow()))
         if result.rowcount != 1:
             return False

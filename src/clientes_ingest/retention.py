@@ -31,10 +31,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from clientes_ingest.db import clientes, ingest_file_claims, ingest_jobs, ingest_rejects, utcnow
 from clientes_ingest.settings import parse_age
+from clientes_ingest.statuses import ACTIVE, DONE
 from clientes_ingest.storage import Storage, StorageError
 
-ACTIVE_STATUSES = ("running", "pending")  # never purged: a run holds the job, or one is about to start
-DONE_STATUSES = ("completed", "completed_with_rejects")
+ACTIVE_STATUSES = ACTIVE  # never purged: a run holds the job, or one is about to start
+DONE_STATUSES = DONE
 DEFAULT_BATCH_LINES = 50_000
 
 

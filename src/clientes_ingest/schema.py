@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from clientes_ingest.dialects import dialect_for
+from clientes_ingest.statuses import DONE, JobStatus
 
 metadata = sa.MetaData()
 
@@ -91,7 +92,7 @@ ingest_chunks = sa.Table(
     sa.Column("end_offset", sa.BigInteger, nullable=False),
     sa.Column("first_line", sa.BigInteger, nullable=False),
     sa.Column("line_count", sa.BigInteger, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, server_default=sa.text("'pending'")),
+    sa.Column("status", sa.String(16), nullable=False, server_default=sa.text(f"'{JobStatus.PENDING.value}'")),
     sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("rows_loaded", sa.BigInteger),
     sa.Column("rows_rejected", sa.BigInteger),
@@ -160,10 +161,8 @@ _CREATE_VIEW = {"mssql": "CREATE OR ALTER VIEW", "postgresql": "CREATE OR REPLAC
 
 def vigentes_select() -> sa.Select[Any]:
     """The rows of the completed job (with or without rejects) that finished last; ties go to the newer job."""
-    from clientes_ingest.jobs import DONE_STATUSES  # jobs imports this module
-
     j = ingest_jobs.c
-    latest = (sa.select(j.id).where(j.status.in_(DONE_STATUSES)).order_by(j.finished_at.desc(), j.id.desc())
+    latest = (sa.select(j.id).where(j.status.in_(DONE)).order_by(j.finished_at.desc(), j.id.desc())
               .limit(1).scalar_subquery())
     return sa.select(*clientes.c).where(clientes.c.JobId == latest)
 

@@ -14,6 +14,7 @@ from clientes_ingest.cli.common import (
     flow_settings,
 )
 from clientes_ingest.settings import use_settings
+from clientes_ingest.statuses import RecoveryAction
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
@@ -43,7 +44,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
               + (f", now {r['job_status']}" if r.get("job_status") else "")
               + (f": {r['error']}" if r.get("error") else ""))
     if failed:
-        print(f"error: {sum(r['action'] == 'failed' for r in results)} of {len(results)} abandoned job(s) "
+        print(f"error: {sum(r['action'] == RecoveryAction.FAILED for r in results)} of {len(results)} abandoned job(s) "
               f"could not be resumed", file=sys.stderr)
     return EXIT_FAILED if failed else 0
 

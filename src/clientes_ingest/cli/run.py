@@ -26,6 +26,7 @@ from clientes_ingest.cli.common import (
     print_summary,
 )
 from clientes_ingest.settings import DEFAULT_DB_URL, Settings, parse_size, use_settings
+from clientes_ingest.statuses import LOADED, Action
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -45,18 +46,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     db = database(args, settings)
     settings = flow_settings(args, settings)
     summary = _run_flow(args, db, settings)
-    while summary.get("action") == "in_progress" and args.wait:
+    while summary.get("action") == Action.IN_PROGRESS and args.wait:
         finished = _wait_for_holder(db, summary["job_id"], settings)
         summary = finished.as_dict() if finished is not None else _run_flow(args, db, settings)  # None: take it over
-    if summary.get("action") == "in_progress":
+    if summary.get("action") == Action.IN_PROGRESS:
         print(f"error: job {summary['job_id']} ({Path(args.file).name}) is being loaded by another run that may "
               f"be alive: {summary['holder']}; not loading it twice. Use --wait to wait for it and exit by its "
               f"outcome", file=sys.stderr)
         return EXIT_HELD
     print_summary(summary)
-    if summary.get("action") == "already_loaded":
+    if summary.get("action") == Action.ALREADY_LOADED:
         return 0  # loaded by an earlier job: nothing for this run to do, not a failure
-    return 0 if summary["status"] in ("completed", "completed_with_rejects") else EXIT_FAILED
+    return 0 if summary["status"] in LOADED else EXIT_FAILED
 
 
 def _wait_for_holder(db: Any, job_id: int, settings: Settings) -> Any:
@@ -99,10 +100,10 @@ def _run_flow(args: argparse.Namespace, db: Any, settings: Settings) -> dict[str
                 return get_job(db.engine, exc.job_id).as_dict()
             except Exception as exc:
                 raise CliError(f"{exc}", EXIT_FAILED) from None
-    if result.get("action") == "already_loaded":
+    if result.get("action") == Action.ALREADY_LOADED:
         print(f"{Path(args.file).name} was already loaded by job {result['job_id']}; nothing to do "
               f"(use --force to load it again)")
-    elif result.get("action") == "in_progress":
+    elif result.get("action") == Action.IN_PROGRESS:
         from clientes_ingest.jobs import holder
 
         current = holder(db.engine, result["job_id"])
