@@ -184,9 +184,17 @@ def occurred(event: dict[str, Any]) -> dt.datetime:
 
 
 def scheduled_pending(server: PrefectServer, count: int) -> dict[str, Any]:
-    """The latest Pending event of an auto-scheduled run (the alarm's window starts there)."""
-    found = [e for e in server.wait_events("prefect.flow-run.Pending", count)
-             if any(r["prefect.resource.id"] == "prefect.tag.auto-scheduled" for r in e["related"])]
+    """The latest Pending event of an auto-scheduled run (the alarm's window starts there).
+
+    Waits for ``count`` of them: events reach the server asynchronously, and Pending events of the other
+    runs (failed job, downstream hook) must not end the wait early."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = [e for e in server.events("prefect.flow-run.Pending")
+                 if any(r["prefect.resource.id"] == "prefect.tag.auto-scheduled" for r in e["related"])]
+        if len(found) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert len(found) == count, [e["related"] for e in found]
     return max(found, key=occurred)
 

@@ -77,7 +77,9 @@ class RunningStack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(PREFECT_API_URL=self.info["prefect_api_url"], PREFECT_HOME=str(self.state_dir / "cli-home"),
                    PREFECT_API_AUTH_STRING=self.info["prefect_auth_string"],
-                   PREFECT_SERVER_ANALYTICS_ENABLED="false")
+                   PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   # Rich sizes tables to the terminal; without one (CI) it folds names into "local-proc…".
+                   COLUMNS="200")
         return env
 
     def prefect_cli(self, *args: str, timeout: float = 120.0) -> str:

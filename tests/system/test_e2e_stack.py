@@ -474,7 +474,7 @@ def test_e2e_prefect_api_refuses_requests_without_the_auth_string(dev_stack: Run
     # Prefect's own client with the string works; the CLI env carries it too.
     with dev_stack.prefect_client() as client:
         assert client.read_work_pool("local-process").name == "local-process"
-    assert "local-process" in dev_stack.prefect_cli("work-pool", "ls")
+    assert "local-process" in dev_stack.prefect_cli("work-pool", "inspect", "local-process")
 
 
 # ------------------------------------------------------------------------------------------------- 6
