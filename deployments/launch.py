@@ -6,10 +6,11 @@
   ``CLIENTES_DEPLOYMENT`` (default ``ingest-clientes/local``; Kubernetes sets ``ingest-clientes/k8s``) is
   created through the API with the idempotency key, so the same key always answers the same flow run; a
   worker executes it.
-* ``in-process`` mode (no Prefect server configured): the flow run is created through Prefect's
-  ephemeral API and executed here, on a bounded pool of ``CLIENTES_LAUNCH_WORKERS`` threads (default 1;
-  more runs queue). Keys are remembered in a bounded in-memory map and sent to Prefect as the flow run's
-  idempotency key.
+* ``in-process`` mode (no Prefect server configured): the flow run is created the same way, with
+  ``run_deployment``, of ``ingest-clientes/in-process`` (a deployment applied to Prefect's ephemeral API
+  that no worker polls) and executed here, on a bounded pool of ``CLIENTES_LAUNCH_WORKERS`` threads
+  (default 1; more runs queue, Scheduled). Keys are remembered in a bounded in-memory map and sent to
+  Prefect as the flow run's idempotency key.
 
 ``CLIENTES_LAUNCH_MODE`` (``auto``, ``deployment``, ``in-process``) overrides the choice; the launcher is
 built from ``Settings`` by ``clientes_ingest.resources.build_launcher``. Requires:
@@ -139,23 +140,29 @@ class DeploymentLauncher:
         pin: dict[str, str] | None = None,
         tags: tuple[str, ...] = (),
     ) -> LaunchResult:
-        from prefect.client.schemas.objects import FlowRun
-        from prefect.deployments import run_deployment
-
         if idempotency_key is not None:
             found = self.find(idempotency_key)
             if found is not None:
                 return found
+        run = self.create_run(flow_parameters(source, job_id, chunk_size, pin), idempotency_key, tags)
+        return LaunchResult(str(run.id), True, self.mode, _job_id_of(run.parameters), _state_name(run))
+
+    def create_run(self, parameters: dict[str, Any], idempotency_key: str | None,
+                   tags: tuple[str, ...] = ()) -> Any:
+        """A new flow run of the deployment (``run_deployment``, Scheduled), or the one the key names."""
+        from prefect.client.schemas.objects import FlowRun
+        from prefect.deployments import run_deployment
+
         with self._client_factory() as client:
             deployment_id = self._deployment(client)
         try:
-            run = run_deployment(deployment_id, parameters=flow_parameters(source, job_id, chunk_size, pin), timeout=0,
+            run = run_deployment(deployment_id, parameters=parameters, timeout=0, as_subflow=False,
                                  idempotency_key=idempotency_key, tags=[*self.tags, *tags])
         except Exception as exc:
             self._deployment_id = None  # the deployment may have been re-created: look it up again
             raise LaunchError(f"cannot create a run of {self.deployment_name}: {type(exc).__name__}: {exc}") from exc
         assert isinstance(run, FlowRun)  # the sync call returns the run itself
-        return LaunchResult(str(run.id), True, self.mode, _job_id_of(run.parameters), _state_name(run))
+        return run
 
     def find(self, idempotency_key: str) -> LaunchResult | None:
         return next(iter(self.find_all([idempotency_key])), None)
@@ -194,12 +201,17 @@ def _ingest_flow() -> Any:
 class InProcessLauncher:
     """Runs the ingest flow in this process on a bounded thread pool.
 
-    Each run is first created through the Prefect API (the ephemeral one when no server is configured),
-    so its id is known at once and shows in the UI; the pool then executes it. ``on_error(job_id, exc)``
-    is called when a run raises, e.g. to mark a pre-registered job failed if the flow could not.
+    Runs are created the way every run is (``DeploymentLauncher.create_run``: ``run_deployment`` with the
+    idempotency key) against ``ingest-clientes/in-process``, a deployment this launcher applies to the
+    Prefect API it uses (the ephemeral one when no server is configured; no worker polls it), so a run's
+    id is known at once and shows in the UI. The pool then executes the run here with
+    ``prefect.flow_engine.run_flow_sync``; a queued run waits Scheduled (Late once past due).
+    ``on_error(job_id, exc)`` is called when a run raises, e.g. to mark a pre-registered job failed if
+    the flow could not.
     """
 
     mode: Mode = "in-process"
+    deployment: str = "in-process"
 
     def __init__(
         self,
@@ -214,6 +226,7 @@ class InProcessLauncher:
         self._flow = flow
         self._settings = settings
         self._client_factory = client_factory or _sync_client
+        self._runs: DeploymentLauncher | None = None
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-run")
         self._remember = remember
         self._keys: OrderedDict[str, LaunchResult] = OrderedDict()
@@ -222,17 +235,32 @@ class InProcessLauncher:
         self.on_error = on_error
 
     def prepare(self) -> None:
-        """Import the flow and reach the Prefect API now (at start-up), not inside the first request.
+        """Import the flow, reach the Prefect API and apply the in-process deployment now (at start-up),
+        not inside the first request.
 
         A first import holds the GIL for a while, and without a configured server the first client starts
         Prefect's ephemeral API (seconds).
         """
-        if self._flow is None:
-            self._flow = _ingest_flow()
         with self._client_factory() as client:
             error = client.api_healthcheck()
         if error is not None:
             raise LaunchError(f"the Prefect API does not answer: {error}")
+        self._deployment_runs()
+
+    def _deployment_runs(self) -> DeploymentLauncher:
+        """The launcher of ``<flow>/in-process`` runs, applying that deployment once (an upsert by name)."""
+        if self._runs is None:
+            flow = self._flow = self._flow or _ingest_flow()
+            try:
+                flow.to_deployment(name=self.deployment, tags=["clientes-ingest", "in-process"],
+                                   description="Runs executed inside the process that created them "
+                                               "(API or trigger without a Prefect server).").apply()
+            except Exception as exc:
+                raise LaunchError(f"cannot apply the in-process deployment through the Prefect API: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            self._runs = DeploymentLauncher(f"{flow.name}/{self.deployment}", self._client_factory,
+                                            tags=("clientes-ingest", "in-process"))
+        return self._runs
 
     def find(self, idempotency_key: str) -> LaunchResult | None:
         with self._lock:
@@ -249,50 +277,33 @@ class InProcessLauncher:
             if idempotency_key is not None and idempotency_key in self._keys:
                 found = self._keys[idempotency_key]
                 return LaunchResult(found.flow_run_id, False, self.mode, found.job_id)
-            flow = self._flow or _ingest_flow()
-            run, created = self._create_run(flow, parameters, idempotency_key)
-            result = LaunchResult(str(run.id), created, self.mode, _job_id_of(run.parameters) if not created
-                                  else job_id)
+            runs = self._deployment_runs()
+            # A restarted process forgets its keys; Prefect still knows the run by its idempotency key.
+            earlier = runs.find(idempotency_key) if idempotency_key is not None else None
+            run: Any = None
+            if earlier is not None:
+                result = LaunchResult(earlier.flow_run_id, False, self.mode, earlier.job_id)
+            else:
+                run = runs.create_run(parameters, idempotency_key)
+                result = LaunchResult(str(run.id), True, self.mode, job_id)
             if idempotency_key is not None:
                 self._keys[idempotency_key] = result
                 while len(self._keys) > self._remember:
                     self._keys.popitem(last=False)
-        if created:
-            future = self._executor.submit(self._execute, flow, run, parameters)
+        if run is not None:
+            future = self._executor.submit(self._execute, self._flow, run, parameters)
             with self._lock:
                 self._futures[result.flow_run_id] = future
                 while len(self._futures) > self._remember:
                     self._futures.popitem(last=False)
         return result
 
-    def _create_run(self, flow: Any, parameters: dict[str, Any], key: str | None) -> tuple[Any, bool]:
-        from prefect.client.schemas.actions import FlowRunCreate
-        from prefect.client.schemas.objects import FlowRun, FlowRunPolicy
-        from prefect.states import Pending, to_state_create
-
-        try:
-            with self._client_factory() as client:
-                flow_id = client.create_flow(flow)
-                # The one raw request left: the client's create_flow_run takes no idempotency key, and the
-                # status tells a new run (201) from an earlier request's run (200).
-                payload = FlowRunCreate(
-                    flow_id=flow_id, flow_version=flow.version, parameters=parameters,
-                    state=to_state_create(Pending()), tags=["clientes-ingest", "in-process"], idempotency_key=key,
-                    empirical_policy=FlowRunPolicy(retries=flow.retries,
-                                                   retry_delay=int(flow.retry_delay_seconds or 0)),
-                ).model_dump(mode="json", exclude_unset=True)
-                response = client.request("POST", "/flow_runs/", json=payload)
-        except Exception as exc:
-            raise LaunchError(f"cannot create an in-process run through the Prefect API: "
-                              f"{type(exc).__name__}: {exc}") from exc
-        return FlowRun.model_validate(response.json()), response.status_code == 201
-
     def _execute(self, flow: Any, run: Any, parameters: dict[str, Any]) -> Any:
-        from prefect.flow_engine import run_flow
+        from prefect.flow_engine import run_flow_sync
 
         try:
             with use_settings(self._settings or load_settings()):
-                return run_flow(flow, flow_run=run, parameters=parameters)
+                return run_flow_sync(flow, flow_run=run, parameters=parameters)
         except BaseException as exc:
             logger.error("in-process run %s (job %s) failed: %s", run.id, parameters.get("job_id"), exc)
             if self.on_error is not None:

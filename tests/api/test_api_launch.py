@@ -62,6 +62,10 @@ def test_in_process_runs_execute_once_per_idempotency_key(db: Database, tmp_path
     (run,) = runs_with_key(key)
     assert str(run.id) == first.flow_run_id and run.state.is_completed()
     assert run.parameters == {"source": str(path), "job_id": job_id}
+    # Created like every run, through run_deployment, of the deployment the launcher applied.
+    with get_client(sync_client=True) as client:
+        assert client.read_deployment(run.deployment_id).name == "in-process"
+    assert {"clientes-ingest", "in-process"} <= set(run.tags)
 
 
 def test_a_failing_in_process_run_reports_its_job(db: Database, tmp_path: Path) -> None:
