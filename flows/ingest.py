@@ -34,6 +34,7 @@ from clientes_ingest.statuses import Action, JobStatus
 from clientes_ingest.storage import ObjectVersion
 from clientes_ingest.tasks import (
     ChunkLoad,
+    discard_staged_copy,
     emit_job_events,
     fail_job,
     finalize_job,
@@ -118,6 +119,8 @@ def ingest_clientes(
         raise
     registration = register_job(db, staged, force, job_id, str(runtime.flow_run.id or "") or None,
                                 settings.job_lease_seconds)
+    if registration.uri != staged.uri:  # the job reads another object: the copy this run stored is unused
+        discard_staged_copy(db, storage, source, staged, registration, return_state=True)  # a failure is logged
     if registration.action == Action.REJECTED:
         summary = read_job(db, registration.job_id)
         raise IngestFailed(f"job {summary.job_id} refused this content ({summary.error}); to load it anyway: "

@@ -16,6 +16,10 @@ newest completed job is never purged: its rows are the current data, whatever it
 Every step is idempotent: a purge killed at any point is completed by the next one. With rows kept,
 the claim stays (the rows are still there, so sending the same file again is "already loaded"); a
 later purge without ``keep_rows`` removes the rows of a job purged with them kept.
+
+A run that stored a copy of its file and then found its content owned by another job (already loaded,
+refused, loading elsewhere) deletes that copy at once (``discard_unregistered_copy``): no job row names
+it, so no purge ever would.
 Requires: an engine with the schema; a function from a stored URI to the ``Storage`` that owns it.
 """
 
@@ -235,3 +239,27 @@ def _delete_in_windows(engine: Engine, job_id: int, batch_lines: int, *, rows: b
             deleted += conn.execute(statement).rowcount
         start = stop
     return deleted
+
+
+def discard_unregistered_copy(engine: Engine, storage: Storage, source: str, staged_uri: str,
+                              registered_uri: str) -> str:
+    """Delete ``staged_uri``, the copy of ``source`` a run stored, when the job it registered reads another
+    object; what happened to it: ``deleted``, or why it stays.
+
+    It stays when it is the caller's own object (``in place``: an ``s3://`` source is read where it is),
+    the job's object (``registered``), named by any job row (``referenced``), or in content-addressed
+    storage (``shared``: local storage gives the same content under the same name the same object, which
+    another run may be registering now).
+    """
+    if staged_uri == source:
+        return "in place"
+    if staged_uri == registered_uri:
+        return "registered"
+    if storage.content_addressed:
+        return "shared"
+    with engine.connect() as conn:
+        named = sa.select(ingest_jobs.c.id).where(ingest_jobs.c.source_uri == staged_uri).limit(1)
+        if conn.execute(named).first() is not None:
+            return "referenced"
+    storage.delete(staged_uri)
+    return "deleted"

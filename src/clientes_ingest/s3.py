@@ -65,6 +65,7 @@ class S3Storage:
     """Objects in one bucket; uploads land under ``<prefix><name>`` (``incoming/`` by default)."""
 
     scheme = "s3"
+    content_addressed = False  # every store is a new key (``<prefix><upload id>/<name>``)
 
     def __init__(
         self,

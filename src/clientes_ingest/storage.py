@@ -82,6 +82,10 @@ class Readable(Protocol):
 class Storage(Protocol):
     """What the pipeline needs from a storage backend."""
 
+    # Whether storing the same content twice can give the same object (local: ``objects/<sha256>/<name>``),
+    # so an object a run stored may be one another run stored too; S3 stores each upload under a key of its own.
+    content_addressed: bool
+
     def store(self, source: Readable, name: str, on_block: BlockObserver | None = None) -> StoredObject:
         """Stream ``source`` into storage under ``name``, hashing it; ``on_block`` sees every block."""
 
@@ -165,6 +169,7 @@ class LocalStorage:
     """Files under a root directory; objects are content-addressed: ``objects/<sha256>/<name>``."""
 
     scheme = "file"
+    content_addressed = True
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()

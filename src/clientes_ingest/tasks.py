@@ -30,13 +30,13 @@ from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
 from prefect.events import emit_event
 
-from clientes_ingest import job_events, jobs, lease, progress, quality, report, resources, staging
+from clientes_ingest import job_events, jobs, lease, progress, quality, report, resources, retention, staging
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
 from clientes_ingest.guard import RejectPolicy
 from clientes_ingest.settings import RetryConfig, Settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
-from clientes_ingest.storage import ObjectVersion, Storage, VersionMismatch
+from clientes_ingest.storage import ObjectVersion, Storage, StorageError, VersionMismatch
 
 if TYPE_CHECKING:  # loader imports pyarrow: the flow-run process imports it only to load in-process
     from clientes_ingest import loader
@@ -105,6 +105,27 @@ def register_job(
     db.ensure_schema()
     return jobs.register_job(db.engine, staged, force=force, job_id=job_id, flow_run_id=flow_run_id,
                              lease_seconds=lease_seconds, owner=lease.this_process(), holder_is_dead=holder_is_dead)
+
+
+@task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
+def discard_staged_copy(
+    db: Database, storage: Storage, source: str, staged: jobs.StagedFile, registration: jobs.Registration,
+) -> str:
+    """Delete the copy of ``source`` this run stored when the job it found reads another object (content
+    already loaded, refused, or loading in another run): no job names that copy, so retention never would.
+
+    Never the caller's own object, nor one a job row names, nor a copy in content-addressed (local) storage
+    (``retention.discard_unregistered_copy``). Returns what happened to the copy.
+    """
+    try:
+        outcome = retention.discard_unregistered_copy(db.engine, storage, source, staged.uri, registration.uri)
+    except StorageError as exc:
+        raise StorageError(f"{exc}; no job names this copy, so retention will not delete it either: "
+                           f"delete it by hand") from exc
+    if outcome == "deleted":
+        get_run_logger().info("deleted this run's copy %s: job %d reads %s", staged.uri, registration.job_id,
+                              registration.uri)
+    return outcome
 
 
 def holder_is_dead(holder: jobs.Holder) -> bool:
