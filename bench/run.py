@@ -45,7 +45,7 @@ from bench.pipeline_env import REPO, PipelineEnv, dev_env, ensure_pipeline_env
 from bench.prepare import cache_dir, ensure_clean, ensure_file
 from bench.procmon import TreeSampler
 from clientes_ingest.db import Database
-from clientes_ingest.jobs import get_job, job_chunks, list_jobs
+from clientes_ingest.job_queries import get_job, job_chunks, list_jobs
 from clientes_ingest.settings import parse_size
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from sqlalchemy.exc import DBAPIError
 
-from clientes_ingest import jobs
+from clientes_ingest import job_queries, jobs
 from clientes_ingest.db import Database, DatabaseUnavailable
 from clientes_ingest.settings import ApiConfig, Settings
 from clientes_ingest.statuses import JobStatus
@@ -188,7 +188,7 @@ class ApiContext:
         if job_id is None:
             return
         try:
-            job = jobs.get_job(self.db.engine, job_id)
+            job = job_queries.get_job(self.db.engine, job_id)
             if job.status == JobStatus.PENDING:
                 jobs.fail_job(self.db.engine, job_id, scrub(f"run failed before loading: {exc}", self.secrets))
         except Exception as hook_exc:

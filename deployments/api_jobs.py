@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import Field
 from sqlalchemy.exc import DBAPIError
 
-from clientes_ingest import jobs
+from clientes_ingest import job_queries
 from deployments.api_context import ApiContext, CamelModel, scrub
 from deployments.upload import ApiError
 
@@ -89,7 +89,7 @@ def jobs_router(ctx: ApiContext) -> APIRouter:
         engine = ctx.engine()
         summary = _read_job(ctx, job_id)
         try:
-            chunks = jobs.job_chunks(engine, job_id)
+            chunks = job_queries.job_chunks(engine, job_id)
         except DBAPIError as exc:
             raise ctx.db_unavailable(exc) from None
         return JobResponse(
@@ -137,10 +137,10 @@ def jobs_router(ctx: ApiContext) -> APIRouter:
     return router
 
 
-def _read_job(ctx: ApiContext, job_id: int) -> jobs.JobSummary:
+def _read_job(ctx: ApiContext, job_id: int) -> job_queries.JobSummary:
     try:
-        return jobs.get_job(ctx.db.engine, job_id)
-    except jobs.JobError as exc:
+        return job_queries.get_job(ctx.db.engine, job_id)
+    except job_queries.JobError as exc:
         raise ApiError(404, str(exc), "list jobs with `clientes-ingest jobs`") from None
     except DBAPIError as exc:
         raise ctx.db_unavailable(exc) from None
@@ -148,12 +148,12 @@ def _read_job(ctx: ApiContext, job_id: int) -> jobs.JobSummary:
 
 def _rejects_page(engine: sa.Engine, job_id: int, after: int | None, offset: int, limit: int,
                   reason: str | None) -> tuple[list[dict[str, Any]], bool]:
-    """One page of ``jobs.list_rejects`` (an offset becomes its cursor first) and whether more follow."""
+    """One page of ``job_queries.list_rejects`` (an offset becomes its cursor first) and whether more follow."""
     if offset:
-        after = jobs.reject_line_at(engine, job_id, offset - 1, reason=reason)
+        after = job_queries.reject_line_at(engine, job_id, offset - 1, reason=reason)
         if after is None:  # past the last reject
             return [], False
-    rows = jobs.list_rejects(engine, job_id, after=after, limit=limit + 1, reason=reason)
+    rows = job_queries.list_rejects(engine, job_id, after=after, limit=limit + 1, reason=reason)
     return rows[:limit], len(rows) > limit
 
 
@@ -168,9 +168,9 @@ def csv_cell(value: object) -> object:
 
 
 def _rejects_csv(engine: sa.Engine, job_id: int, reason: str | None) -> Iterator[bytes]:
-    """Every matching reject as CSV, one ``jobs.reject_pages`` page at a time, so it streams in bounded memory."""
+    """Every matching reject as CSV, one ``job_queries.reject_pages`` page at a time (bounded memory)."""
     yield b"line_number,reason,raw_line,raw_length\r\n"
-    for rows in jobs.reject_pages(engine, job_id, reason=reason):
+    for rows in job_queries.reject_pages(engine, job_id, reason=reason):
         out = io.StringIO()
         csv.writer(out).writerows((r["line_number"], csv_cell(r["reason"]), csv_cell(r["raw_line"]), r["raw_length"])
                                   for r in rows)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from clientes_ingest.jobs import JobSummary
+from clientes_ingest.job_queries import JobSummary
 from clientes_ingest.statuses import JobStatus
 
 EVENT_PREFIX = "clientes.job"

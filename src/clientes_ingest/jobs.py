@@ -1,19 +1,18 @@
-"""Job lifecycle in the database: register a file and its chunks, finalize the counts, read jobs back.
+"""Job lifecycle in the database: register a file and its chunks, pre-register an upload, finalize the counts.
 
 Exactly-once rests on two keys: a file's content (sha256) is claimed by one job in
 ``ingest_file_claims`` (a primary key, so of two concurrent runs only one registers), and every row
 and reject is keyed on (job, line number) and committed with its chunk's status in one transaction
 (see ``loader``). A run that dies without finalizing leaves its job 'running'; another run takes it over
-once its heartbeat is older than the lease (setting ``job_lease_seconds``, default 900 s).
+once its heartbeat is older than the lease (setting ``job_lease_seconds``, default 900 s; see ``lease``).
+Reading jobs back is ``job_queries``.
 Requires: an engine whose schema exists (``Database.ensure_schema``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,44 +21,15 @@ from sqlalchemy.exc import IntegrityError
 
 from clientes_ingest import rejection
 from clientes_ingest.chunks import ChunkSpec
-from clientes_ingest.db import ingest_chunks, ingest_file_claims, ingest_jobs, ingest_rejects, utcnow
+from clientes_ingest.db import ingest_chunks, ingest_file_claims, ingest_jobs, utcnow
 from clientes_ingest.guard import RejectPolicy, Tally, describe, final_verdict
-from clientes_ingest.lease import Owner
+from clientes_ingest.job_queries import JobError, JobSummary, get_job, job_row
+from clientes_ingest.lease import DEFAULT_LEASE_SECONDS, Holder, Owner, holder_of, is_live, owned_by, take_over
 from clientes_ingest.statuses import DONE, Action, ChunkStatus, JobStatus
 from clientes_ingest.storage import ObjectVersion
 
 DONE_STATUSES = DONE
 REJECTED_FILE = rejection.REJECTED_FILE
-DEFAULT_LEASE_SECONDS = 900
-
-
-class JobError(RuntimeError):
-    """A job cannot be registered or resumed as asked; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Holder:
-    """Who holds a running job: its process (host, pid, pid start time), flow run, since when, last beat."""
-
-    job_id: int
-    runs: int
-    host: str | None
-    pid: int | None
-    started: str | None
-    flow_run_id: str | None
-    since: dt.datetime | None
-    heartbeat_at: dt.datetime | None
-
-    def describe(self) -> str:
-        """``pid 42 on host h (flow run X) since 2026-...Z, last heartbeat 3s ago`` (no personal data)."""
-        who = f"pid {self.pid} on host {self.host}" if self.pid is not None else "a run"
-        if self.flow_run_id:
-            who += f" (flow run {self.flow_run_id})"
-        if self.since is not None:
-            who += f" since {self.since:%Y-%m-%d %H:%M:%S} UTC"
-        if self.heartbeat_at is not None:
-            who += f", last heartbeat {(utcnow() - self.heartbeat_at.replace(tzinfo=None)).total_seconds():.0f}s ago"
-        return who
 
 
 @dataclass(frozen=True)
@@ -99,55 +69,11 @@ class Registration:
     holder: Holder | None = None  # IN_PROGRESS: the run that holds the job
 
 
-@dataclass
-class JobSummary:
-    """A job's state and counts, as stored."""
-
-    job_id: int
-    status: str
-    source_uri: str
-    file_name: str
-    size_bytes: int | None
-    sha256: str | None
-    chunk_count: int
-    chunks_done: int
-    total_lines: int
-    blank_lines: int
-    rows_loaded: int
-    rows_rejected: int
-    duration_s: float | None
-    peak_rss_bytes: int | None
-    error: str | None
-    rejects_by_reason: dict[str, int] = field(default_factory=dict)
-    rejects_not_stored: int = 0  # counted (in rows_rejected and rejects_by_reason) but over the stored cap
-    owner_host: str | None = None
-    owner_pid: int | None = None
-    owner_since: dt.datetime | None = None
-    flow_run_id: str | None = None
-    heartbeat_at: dt.datetime | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def rows_per_second(self) -> float | None:
-        if not self.duration_s:
-            return None
-        return self.rows_loaded / self.duration_s
-
-
 def _new_id(result: sa.CursorResult[Any]) -> int:
     key = result.inserted_primary_key
     if key is None:
         raise JobError("the database returned no id for the new job")
     return int(key[0])
-
-
-def _owned_by(owner: Owner | None, flow_run_id: str | None) -> dict[str, Any]:
-    """The owner columns of a job this run now holds."""
-    return dict(flow_run_id=flow_run_id, owner_host=owner.host if owner else None,
-                owner_pid=owner.pid if owner else None, owner_started=owner.started if owner else None,
-                owner_since=utcnow())
 
 
 def _staged_values(staged: StagedFile) -> dict[str, Any]:
@@ -161,7 +87,7 @@ def _insert_job(conn: Connection, staged: StagedFile, flow_run_id: str | None, o
     result = conn.execute(
         ingest_jobs.insert().values(
             **_staged_values(staged), status=JobStatus.RUNNING, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
-            **_owned_by(owner, flow_run_id),
+            **owned_by(owner, flow_run_id),
         )
     )
     job_id = _new_id(result)
@@ -187,31 +113,6 @@ def _pending_chunks(conn: Connection, job_id: int) -> tuple[ChunkSpec, ...]:
                            first_line=r["first_line"], line_count=r["line_count"]) for r in rows)
 
 
-def _take_over(conn: Connection, job: sa.RowMapping, flow_run_id: str | None, owner: Owner | None) -> bool:
-    """Claim an unfinished job for this run; False if another run took it first (optimistic lock)."""
-    result = conn.execute(
-        ingest_jobs.update().where(ingest_jobs.c.id == job["id"], ingest_jobs.c.runs == job["runs"])
-        .values(status=JobStatus.RUNNING, runs=job["runs"] + 1, heartbeat_at=utcnow(), error=None, finished_at=None,
-                **_owned_by(owner, flow_run_id))
-    )
-    return result.rowcount == 1
-
-
-def holder_of(job: sa.RowMapping) -> Holder:
-    """The run that holds (or last held) a job, as its row records it."""
-    return Holder(job_id=int(job["id"]), runs=int(job["runs"]), host=job["owner_host"], pid=job["owner_pid"],
-                  started=job["owner_started"], flow_run_id=job["flow_run_id"], since=job["owner_since"],
-                  heartbeat_at=job["heartbeat_at"])
-
-
-def _is_live(conn: Connection, job: sa.RowMapping, lease_seconds: float) -> bool:
-    """Whether another run holds the job: running, and heart-beating within the lease."""
-    if job["status"] != JobStatus.RUNNING or job["heartbeat_at"] is None:
-        return False
-    age = (utcnow() - job["heartbeat_at"].replace(tzinfo=None)).total_seconds()
-    return age < lease_seconds
-
-
 def _decide_for_existing(
     conn: Connection, job: sa.RowMapping, flow_run_id: str | None, lease_seconds: float, owner: Owner | None,
     holder_dead: bool = False,
@@ -227,9 +128,9 @@ def _decide_for_existing(
     if job["status"] == REJECTED_FILE:
         return Registration(job_id, Action.REJECTED, job["source_uri"], (), count)
     ours = flow_run_id is not None and job["flow_run_id"] == flow_run_id  # this run registered it (a retry)
-    live = _is_live(conn, job, lease_seconds) and not holder_dead and not ours
-    if live or not _take_over(conn, job, flow_run_id, owner):
-        fresh = _get_job(conn, job_id) if not live else job  # who won the takeover, if we lost it
+    live = is_live(job, lease_seconds) and not holder_dead and not ours
+    if live or not take_over(conn, job, flow_run_id, owner):
+        fresh = job_row(conn, job_id) if not live else job  # who won the takeover, if we lost it
         return Registration(job_id, Action.IN_PROGRESS, job["source_uri"], (), count, holder_of(fresh or job))
     return Registration(job_id, Action.RESUME, job["source_uri"], _pending_chunks(conn, job_id), count)
 
@@ -239,10 +140,6 @@ def purged_message(job: sa.RowMapping) -> str:
     gone = "stored file, rejects and rows" if job["rows_purged_at"] is not None else "stored file and rejects"
     return (f"job {job['id']} ({job['status']}) was purged by retention on {job['purge_started_at']:%Y-%m-%d %H:%M} "
             f"(its {gone} are deleted) and cannot be resumed")
-
-
-def _get_job(conn: Connection, job_id: int) -> sa.RowMapping | None:
-    return conn.execute(sa.select(ingest_jobs).where(ingest_jobs.c.id == job_id)).mappings().first()
 
 
 def register_job(
@@ -272,7 +169,7 @@ def register_job(
             or not holder_is_dead(holder):
         return registration
     with engine.begin() as conn:  # the holder is dead: take over, unless another run did since we looked
-        job = _get_job(conn, registration.job_id)
+        job = job_row(conn, registration.job_id)
         assert job is not None
         return _decide_for_existing(conn, job, flow_run_id, lease_seconds, owner,
                                     holder_dead=int(job["runs"]) == holder.runs)
@@ -300,7 +197,7 @@ def _register(
                     conn.execute(ingest_file_claims.update().where(ingest_file_claims.c.sha256 == staged.sha256)
                                  .values(job_id=new_id, claimed_at=utcnow()))
                     return Registration(new_id, Action.LOAD, staged.uri, staged.chunks, len(staged.chunks))
-                job = _get_job(conn, claim)
+                job = job_row(conn, claim)
                 assert job is not None  # foreign key
                 return _decide_for_existing(conn, job, flow_run_id, lease_seconds, owner)
         except IntegrityError:
@@ -314,7 +211,7 @@ def _register_existing(
     owner: Owner | None,
 ) -> Registration:
     with engine.begin() as conn:
-        job = _get_job(conn, job_id)
+        job = job_row(conn, job_id)
         if job is None:
             raise JobError(f"job {job_id} does not exist: omit job_id to register a new job")
         if job["purge_started_at"] is not None:
@@ -338,11 +235,11 @@ def _register_existing(
             conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(
                 status=JobStatus.DUPLICATE, sha256=staged.sha256, size_bytes=staged.size, finished_at=utcnow(),
                 error=f"same content as job {claim}"))
-            other = _get_job(conn, claim)
+            other = job_row(conn, claim)
             assert other is not None
             return _decide_for_existing(conn, other, flow_run_id, lease_seconds, owner)
         running = dict(status=JobStatus.RUNNING, started_at=utcnow(), heartbeat_at=utcnow(), runs=1,
-                       **_owned_by(owner, flow_run_id))
+                       **owned_by(owner, flow_run_id))
         if has_chunks:  # planned at upload: that plan (and object) is the job's, whatever this run staged
             conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(**running))
             _claim(conn, staged.sha256, job_id, claim)
@@ -361,30 +258,6 @@ def _claim(conn: Connection, sha256: str, job_id: int, current: int | None) -> N
     else:
         conn.execute(ingest_file_claims.update().where(ingest_file_claims.c.sha256 == sha256)
                      .values(job_id=job_id, claimed_at=utcnow()))
-
-
-def holder(engine: Engine, job_id: int) -> Holder | None:
-    """Who holds ``job_id`` if it is running (None if it is not, or does not exist)."""
-    with engine.connect() as conn:
-        job = _get_job(conn, job_id)
-    return holder_of(job) if job is not None and job["status"] == JobStatus.RUNNING else None
-
-
-def wait_for_job(
-    engine: Engine, job_id: int, *, lease_seconds: float, holder_is_dead: Callable[[Holder], bool],
-    poll_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep,
-) -> JobSummary | None:
-    """Wait while another run holds ``job_id``: its summary once it is no longer running, or None as soon
-    as its holder is provably dead or stopped heart-beating for ``lease_seconds`` (take it over then)."""
-    while True:
-        current = holder(engine, job_id)
-        if current is None:
-            return get_job(engine, job_id)
-        beat = current.heartbeat_at
-        if beat is None or (utcnow() - beat.replace(tzinfo=None)).total_seconds() >= lease_seconds \
-                or holder_is_dead(current):
-            return None
-        sleep(poll_seconds)
 
 
 def create_pending_job(engine: Engine, source_uri: str, file_name: str, *, staged: StagedFile | None = None,
@@ -411,7 +284,7 @@ def create_pending_job(engine: Engine, source_uri: str, file_name: str, *, stage
 def job_source(engine: Engine, job_id: int) -> JobSource | None:
     """What job ``job_id`` pins (version, sha256, and its plan when pre-staged); None if there is no such job."""
     with engine.connect() as conn:
-        job = _get_job(conn, job_id)
+        job = job_row(conn, job_id)
         if job is None:
             return None
         version = ObjectVersion.of(job["source_version_id"], job["source_etag"])
@@ -456,7 +329,7 @@ def finalize_job(engine: Engine, job_id: int, policy: RejectPolicy | None = None
             sa.select(c.error).where(c.job_id == job_id, c.status != ChunkStatus.DONE, c.error.is_not(None))
             .order_by(c.chunk_no).limit(1)
         ).scalar_one_or_none()
-        job = _get_job(conn, job_id)
+        job = job_row(conn, job_id)
         if job is None:
             raise JobError(f"job {job_id} does not exist")
         rows = agg.rows
@@ -481,106 +354,3 @@ def finalize_job(engine: Engine, job_id: int, policy: RejectPolicy | None = None
             status=status, rows_loaded=rows, rows_rejected=agg.rejects, blank_lines=agg.blank,
             total_lines=agg.lines, peak_rss_bytes=agg.rss, finished_at=utcnow(), duration_s=duration, error=error))
     return get_job(engine, job_id)
-
-
-def rejects_by_reason(conn: Connection, job_id: int) -> dict[str, int]:
-    """Rejects per reason, most frequent first; exact even when the stored-rejects cap kept some out."""
-    return rejection.reason_counts(conn, job_id)
-
-
-def _summary(conn: Connection, job: sa.RowMapping) -> JobSummary:
-    done = conn.execute(
-        sa.select(sa.func.count())
-        .where(ingest_chunks.c.job_id == job["id"], ingest_chunks.c.status == ChunkStatus.DONE)
-    ).scalar_one()
-    return JobSummary(
-        job_id=int(job["id"]), status=job["status"], source_uri=job["source_uri"], file_name=job["file_name"],
-        size_bytes=job["size_bytes"], sha256=job["sha256"], chunk_count=job["chunk_count"] or 0,
-        chunks_done=int(done), total_lines=job["total_lines"] or 0, blank_lines=job["blank_lines"] or 0,
-        rows_loaded=job["rows_loaded"] or 0, rows_rejected=job["rows_rejected"] or 0,
-        duration_s=job["duration_s"], peak_rss_bytes=job["peak_rss_bytes"], error=job["error"],
-        rejects_by_reason=rejects_by_reason(conn, int(job["id"])),
-        rejects_not_stored=rejection.not_stored(conn, int(job["id"])), owner_host=job["owner_host"],
-        owner_pid=job["owner_pid"], owner_since=job["owner_since"], flow_run_id=job["flow_run_id"],
-        heartbeat_at=job["heartbeat_at"],
-    )
-
-
-def get_job(engine: Engine, job_id: int) -> JobSummary:
-    """One job's summary; JobError if there is no such job."""
-    with engine.connect() as conn:
-        job = _get_job(conn, job_id)
-        if job is None:
-            raise JobError(f"job {job_id} does not exist")
-        return _summary(conn, job)
-
-
-def list_jobs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
-    """The most recent jobs, newest first, as plain dicts."""
-    j = ingest_jobs.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(j.id, j.file_name, j.status, j.rows_loaded, j.rows_rejected, j.total_lines, j.duration_s,
-                      j.created_at).order_by(j.id.desc()).limit(limit)
-        ).mappings()
-        return [dict(r) for r in rows]
-
-
-def job_chunks(engine: Engine, job_id: int) -> list[dict[str, Any]]:
-    """Per-chunk progress and measurements of a job."""
-    c = ingest_chunks.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(c.chunk_no, c.status, c.attempts, c.first_line, c.line_count, c.start_offset, c.end_offset,
-                      c.rows_loaded, c.rows_rejected, c.blank_lines, c.duration_s, c.peak_rss_bytes,
-                      c.cpu_seconds, c.error).where(c.job_id == job_id).order_by(c.chunk_no)
-        ).mappings()
-        return [dict(r) for r in rows]
-
-
-def list_rejects(
-    engine: Engine, job_id: int, *, after: int | None = None, limit: int = 100, reason: str | None = None
-) -> list[dict[str, Any]]:
-    """A page of a job's rejects in line order: the first ``limit`` whose line number is above ``after``.
-
-    Keyset paging on the table's key (job, line number): pass the last line number of a page as ``after``
-    to get the next one. Every page is an index seek, however deep, where OFFSET would scan the skipped rows.
-    """
-    r = ingest_rejects.c
-    query = sa.select(r.line_number, r.reason, r.raw_line, r.raw_length).where(r.job_id == job_id)
-    if after is not None:
-        query = query.where(r.line_number > after)
-    if reason:
-        query = query.where(r.reason == reason)
-    with engine.connect() as conn:
-        rows = conn.execute(query.order_by(r.line_number).limit(limit)).mappings()
-        return [dict(row) for row in rows]
-
-
-def reject_pages(
-    engine: Engine, job_id: int, *, reason: str | None = None, page_size: int = 5000
-) -> Iterator[list[dict[str, Any]]]:
-    """Every reject of a job (or of one reason) in line order, as ``list_rejects`` pages: bounded memory."""
-    after: int | None = None
-    while True:
-        rows = list_rejects(engine, job_id, after=after, limit=page_size, reason=reason)
-        if rows:
-            yield rows
-        if len(rows) < page_size:
-            return
-        after = rows[-1]["line_number"]
-
-
-def reject_line_at(engine: Engine, job_id: int, position: int, *, reason: str | None = None) -> int | None:
-    """The line number of the reject at 0-based ``position`` in line order, None past the last one.
-
-    Turns an offset into a ``list_rejects`` cursor: ``after=reject_line_at(offset - 1)``. It walks the key
-    up to ``position`` (an index-only scan), so it is for callers that only know an offset.
-    """
-    r = ingest_rejects.c
-    query = sa.select(r.line_number).where(r.job_id == job_id)
-    if reason:
-        query = query.where(r.reason == reason)
-    with engine.connect() as conn:
-        line = conn.execute(query.order_by(r.line_number).offset(position).limit(1)).scalar_one_or_none()
-    return None if line is None else int(line)

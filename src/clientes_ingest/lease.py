@@ -11,27 +11,36 @@ A job also records its owner (``Owner``: host, pid and the pid's start time). A 
 can prove that owner dead without waiting for the lease (``process_is_dead``): its pid is gone, or the
 pid now belongs to another process (a different start time: pids are reused). On another host nothing
 is provable from here (the flow run's state is, see ``tasks``).
+The job row records who holds it (``Holder``); ``take_over`` moves a job to this run (an optimistic lock
+on its ``runs`` count), and ``wait_for_job`` waits while a live holder finishes.
 Requires: an engine whose schema exists; Linux ``/proc`` to read start times (elsewhere a live pid
 counts as its owner).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy.engine import Engine
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from clientes_ingest.db import ingest_jobs, utcnow
+from clientes_ingest.job_queries import JobSummary, get_job, job_row
 from clientes_ingest.statuses import JobStatus
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -111,3 +120,84 @@ def keep_alive(engine: Engine, job_id: int, every_seconds: float) -> Iterator[No
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a running job: its process (host, pid, pid start time), flow run, since when, last beat."""
+
+    job_id: int
+    runs: int
+    host: str | None
+    pid: int | None
+    started: str | None
+    flow_run_id: str | None
+    since: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+
+    def describe(self) -> str:
+        """``pid 42 on host h (flow run X) since 2026-...Z, last heartbeat 3s ago`` (no personal data)."""
+        who = f"pid {self.pid} on host {self.host}" if self.pid is not None else "a run"
+        if self.flow_run_id:
+            who += f" (flow run {self.flow_run_id})"
+        if self.since is not None:
+            who += f" since {self.since:%Y-%m-%d %H:%M:%S} UTC"
+        if self.heartbeat_at is not None:
+            who += f", last heartbeat {(utcnow() - self.heartbeat_at.replace(tzinfo=None)).total_seconds():.0f}s ago"
+        return who
+
+
+def holder_of(job: sa.RowMapping) -> Holder:
+    """The run that holds (or last held) a job, as its row records it."""
+    return Holder(job_id=int(job["id"]), runs=int(job["runs"]), host=job["owner_host"], pid=job["owner_pid"],
+                  started=job["owner_started"], flow_run_id=job["flow_run_id"], since=job["owner_since"],
+                  heartbeat_at=job["heartbeat_at"])
+
+
+def owned_by(owner: Owner | None, flow_run_id: str | None) -> dict[str, Any]:
+    """The owner columns of a job this run now holds."""
+    return dict(flow_run_id=flow_run_id, owner_host=owner.host if owner else None,
+                owner_pid=owner.pid if owner else None, owner_started=owner.started if owner else None,
+                owner_since=utcnow())
+
+
+def is_live(job: sa.RowMapping, lease_seconds: float) -> bool:
+    """Whether another run holds the job: running, and heart-beating within the lease."""
+    if job["status"] != JobStatus.RUNNING or job["heartbeat_at"] is None:
+        return False
+    age = (utcnow() - job["heartbeat_at"].replace(tzinfo=None)).total_seconds()
+    return age < lease_seconds
+
+
+def take_over(conn: Connection, job: sa.RowMapping, flow_run_id: str | None, owner: Owner | None) -> bool:
+    """Claim an unfinished job for this run; False if another run took it first (optimistic lock)."""
+    result = conn.execute(
+        ingest_jobs.update().where(ingest_jobs.c.id == job["id"], ingest_jobs.c.runs == job["runs"])
+        .values(status=JobStatus.RUNNING, runs=job["runs"] + 1, heartbeat_at=utcnow(), error=None, finished_at=None,
+                **owned_by(owner, flow_run_id))
+    )
+    return result.rowcount == 1
+
+
+def holder(engine: Engine, job_id: int) -> Holder | None:
+    """Who holds ``job_id`` if it is running (None if it is not, or does not exist)."""
+    with engine.connect() as conn:
+        job = job_row(conn, job_id)
+    return holder_of(job) if job is not None and job["status"] == JobStatus.RUNNING else None
+
+
+def wait_for_job(
+    engine: Engine, job_id: int, *, lease_seconds: float, holder_is_dead: Callable[[Holder], bool],
+    poll_seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+) -> JobSummary | None:
+    """Wait while another run holds ``job_id``: its summary once it is no longer running, or None as soon
+    as its holder is provably dead or stopped heart-beating for ``lease_seconds`` (take it over then)."""
+    while True:
+        current = holder(engine, job_id)
+        if current is None:
+            return get_job(engine, job_id)
+        last_beat = current.heartbeat_at
+        if last_beat is None or (utcnow() - last_beat.replace(tzinfo=None)).total_seconds() >= lease_seconds \
+                or holder_is_dead(current):
+            return None
+        sleep(poll_seconds)

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from clientes_ingest.db import ingest_jobs
-from clientes_ingest.jobs import DONE_STATUSES, JobSummary, rejects_by_reason
+from clientes_ingest.job_queries import JobSummary, rejects_by_reason
+from clientes_ingest.jobs import DONE_STATUSES
 
 HISTORY_JOBS = 7
 JUMP_FACTOR = 2.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clientes_ingest.jobs import JobSummary
+from clientes_ingest.job_queries import JobSummary
 from clientes_ingest.reasons import REASONS
 
 

@@ -30,7 +30,18 @@ from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
 from prefect.events import emit_event
 
-from clientes_ingest import job_events, jobs, lease, progress, quality, report, resources, retention, staging
+from clientes_ingest import (
+    job_events,
+    job_queries,
+    jobs,
+    lease,
+    progress,
+    quality,
+    report,
+    resources,
+    retention,
+    staging,
+)
 from clientes_ingest.chunks import ChunkSpec
 from clientes_ingest.db import Database
 from clientes_ingest.guard import RejectPolicy
@@ -128,7 +139,7 @@ def discard_staged_copy(
     return outcome
 
 
-def holder_is_dead(holder: jobs.Holder) -> bool:
+def holder_is_dead(holder: lease.Holder) -> bool:
     """Whether the run holding a job is provably gone: its process on this host is (``lease``), or its
     Prefect flow run is in a final state (completed, failed, cancelled, crashed). Unknown counts as alive."""
     if lease.process_is_dead(holder.host, holder.pid, holder.started):
@@ -273,15 +284,15 @@ def process_chunk(load: ChunkLoad, chunk: ChunkSpec) -> loader.ChunkResult:
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
-def finalize_job(db: Database, job_id: int, policy: RejectPolicy | None = None) -> jobs.JobSummary:
+def finalize_job(db: Database, job_id: int, policy: RejectPolicy | None = None) -> job_queries.JobSummary:
     """Sum committed chunks into the job and set its final status (``rejected_file`` past the guard)."""
     return jobs.finalize_job(db.engine, job_id, policy)
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
-def read_job(db: Database, job_id: int) -> jobs.JobSummary:
+def read_job(db: Database, job_id: int) -> job_queries.JobSummary:
     """Read a job's stored summary."""
-    return jobs.get_job(db.engine, job_id)
+    return job_queries.get_job(db.engine, job_id)
 
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
@@ -292,7 +303,7 @@ def fail_job(db: Database, job_id: int, error: str) -> None:
 
 @task(cache_policy=NO_CACHE)
 def publish_report(
-    summary: jobs.JobSummary, chunks: list[dict[str, Any]] | None = None,
+    summary: job_queries.JobSummary, chunks: list[dict[str, Any]] | None = None,
     history: list[quality.PastJob] | None = None,
 ) -> list[quality.ReasonTrend]:
     """Publish the run's summary (markdown, with the reject-share trend) and its rejects by reason (table).
@@ -315,7 +326,7 @@ def read_reject_history(db: Database, job_id: int) -> list[quality.PastJob]:
 
 
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
-def emit_job_events(summary: jobs.JobSummary, trends: list[quality.ReasonTrend] | None = None) -> list[str]:
+def emit_job_events(summary: job_queries.JobSummary, trends: list[quality.ReasonTrend] | None = None) -> list[str]:
     """Emit the Prefect event of the job's final status, and one for reject-share jumps; returns their names.
 
     Emitted from the task run, so Prefect relates them to the flow run, its deployment and tags.
@@ -341,4 +352,4 @@ def read_snapshot(db: Database) -> dict[str, int | None]:
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
 def read_chunks(db: Database, job_id: int) -> list[dict[str, Any]]:
     """Per-chunk measurements of a job (for the report)."""
-    return jobs.job_chunks(db.engine, job_id)
+    return job_queries.job_chunks(db.engine, job_id)

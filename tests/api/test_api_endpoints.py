@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from support.api import AUTH, TOKEN, RecordingLauncher, multipart, wait_ready
 from support.loading import load_file, rejects, rows
 
-from clientes_ingest import jobs
+from clientes_ingest import job_queries, jobs
 from clientes_ingest.chunks import plan_chunks
 from clientes_ingest.db import Database
 from clientes_ingest.devtools.generator import generate
@@ -252,7 +252,7 @@ def test_an_upload_is_registered_with_its_plan_and_its_run_is_pinned_to_it(
     source = jobs.job_source(api_env["db"].engine, accepted["jobId"])
     assert source is not None and source.staged is not None and source.sha256 == accepted["sha256"]
     assert len(source.staged.chunks) == accepted["chunksCreated"] > 1 and source.staged.total_lines == 3000
-    assert jobs.get_job(api_env["db"].engine, accepted["jobId"]).status == "pending"
+    assert job_queries.get_job(api_env["db"].engine, accepted["jobId"]).status == "pending"
 
 
 def test_an_upload_loads_what_a_direct_run_loads(api_env: dict[str, Any], tmp_path: Path,
@@ -285,7 +285,7 @@ def test_an_upload_loads_what_a_direct_run_loads(api_env: dict[str, Any], tmp_pa
 
 
 def reference_db_job(db: Database, job_id: int) -> dict[str, Any]:
-    from clientes_ingest.jobs import get_job
+    from clientes_ingest.job_queries import get_job
 
     return get_job(db.engine, job_id).as_dict()
 

@@ -11,7 +11,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from clientes_ingest import jobs
+from clientes_ingest import job_queries, jobs
 from clientes_ingest.db import Database
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.resources import build_launcher, prefect_api_configured
@@ -52,7 +52,7 @@ def test_in_process_runs_execute_once_per_idempotency_key(db: Database, tmp_path
     assert launcher.find(key) == again
     result = launcher.wait(first.flow_run_id, timeout=120)
     assert result["job_id"] == job_id and result["status"] == "completed_with_rejects"
-    assert jobs.get_job(db.engine, job_id).total_lines == 1500
+    assert job_queries.get_job(db.engine, job_id).total_lines == 1500
 
     # A restarted process forgets its keys; Prefect still knows the run by its idempotency key.
     restarted = launch.InProcessLauncher()
@@ -77,7 +77,7 @@ def test_a_failing_in_process_run_reports_its_job(db: Database, tmp_path: Path) 
     with pytest.raises(Exception, match="no such file"):
         launcher.wait(result.flow_run_id, timeout=120)
     assert seen and seen[0][0] == job_id and "no such file" in seen[0][1]
-    job = jobs.get_job(db.engine, job_id)
+    job = job_queries.get_job(db.engine, job_id)
     assert job.status == "failed" and "no such file" in (job.error or "")
 
 

@@ -23,7 +23,8 @@ from support.loading import load_file
 from clientes_ingest.db import Database
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.devtools.supervise import free_port
-from clientes_ingest.jobs import DONE_STATUSES, get_job
+from clientes_ingest.job_queries import get_job
+from clientes_ingest.jobs import DONE_STATUSES
 
 pytestmark = [pytest.mark.system, pytest.mark.usefixtures("prefect_harness")]
 

@@ -1,5 +1,5 @@
 """``GET /jobs/{id}/rejects`` on SQLite and PostgreSQL: JSON pages followed by cursor (``nextAfter``) or by
-offset (``nextOffset``, kept for older clients) and the CSV export, all read through ``jobs.list_rejects``,
+offset (``nextOffset``, kept for older clients) and the CSV export, all read through ``job_queries.list_rejects``,
 give every reject exactly once, in line order, across many pages."""
 
 from __future__ import annotations

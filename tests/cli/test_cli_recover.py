@@ -13,7 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from support.loading import load_file, partly_loaded, rejects, rows
 
-from clientes_ingest import jobs
+from clientes_ingest import job_queries, jobs
 from clientes_ingest.cli import main
 from clientes_ingest.db import Database, ingest_chunks
 from clientes_ingest.devtools.generator import generate
@@ -62,7 +62,7 @@ def test_an_abandoned_job_is_resumed_and_completes(tmp_path: Path, sqlite_url: s
     assert re.fullmatch(rf"job {registration.job_id} \(CLIENTES_IN_0425.dat, running, "
                         rf"idle (?:3[6-9]|4[01])\d\ds, 2/{total} "
                         rf"chunks done\): resumed, now completed_with_rejects\n", done.stdout), done.stdout
-    summary = jobs.get_job(db.engine, registration.job_id)
+    summary = job_queries.get_job(db.engine, registration.job_id)
     assert (summary.status, summary.chunks_done) == ("completed_with_rejects", total)
     with db.engine.connect() as conn:
         attempts = dict(conn.execute(sa.select(ingest_chunks.c.chunk_no, ingest_chunks.c.attempts)).all())
@@ -95,5 +95,5 @@ def test_a_job_that_cannot_be_resumed_is_exit_1_and_the_others_still_complete(tm
                for line in lines), done.stdout
     assert any(line.startswith(f"job {good.job_id} (CLIENTES_IN_0525.dat, running")
                and line.endswith("resumed, now completed_with_rejects") for line in lines), done.stdout
-    assert jobs.get_job(db.engine, good.job_id).status == "completed_with_rejects"
-    assert jobs.get_job(db.engine, lost.job_id).status != "completed_with_rejects"
+    assert job_queries.get_job(db.engine, good.job_id).status == "completed_with_rejects"
+    assert job_queries.get_job(db.engine, lost.job_id).status != "completed_with_rejects"

@@ -14,7 +14,7 @@ from support.garbage import random_bytes
 
 from clientes_ingest.cli import main
 from clientes_ingest.db import Database
-from clientes_ingest.jobs import get_job, list_jobs
+from clientes_ingest.job_queries import get_job, list_jobs
 
 SECRET = "s3cr3t-Pa55"
 

@@ -25,7 +25,7 @@ from faultkit import (
 from pydantic import ValidationError
 from support.loading import rejects, rows
 
-from clientes_ingest import jobs
+from clientes_ingest import lease
 from clientes_ingest.db import Database
 from clientes_ingest.settings import load_settings
 
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.system]
 
 def test_lease_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(LEASE_ENV, raising=False)
-    assert load_settings().job_lease_seconds == jobs.DEFAULT_LEASE_SECONDS
+    assert load_settings().job_lease_seconds == lease.DEFAULT_LEASE_SECONDS
     monkeypatch.setenv(LEASE_ENV, "2.5")
     assert load_settings().job_lease_seconds == 2.5
     for bad in ("0", "-3", "soon"):

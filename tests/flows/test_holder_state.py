@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import Crashed, Running
 
-from clientes_ingest import jobs, tasks
+from clientes_ingest import lease, tasks
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -21,8 +21,8 @@ def placeholder() -> None:
     """Only a flow to create runs of."""
 
 
-def holder(flow_run_id: str) -> jobs.Holder:
-    return jobs.Holder(job_id=1, runs=1, host="a-pod-that-is-gone", pid=1, started="x:1", flow_run_id=flow_run_id,
+def holder(flow_run_id: str) -> lease.Holder:
+    return lease.Holder(job_id=1, runs=1, host="a-pod-that-is-gone", pid=1, started="x:1", flow_run_id=flow_run_id,
                        since=None, heartbeat_at=None)
 
 

@@ -22,7 +22,7 @@ from support.loading import count, rejects, rows
 from clientes_ingest import resources, tasks
 from clientes_ingest.db import Database, clientes, ingest_chunks, ingest_jobs
 from clientes_ingest.devtools.generator import generate
-from clientes_ingest.jobs import get_job
+from clientes_ingest.job_queries import get_job
 from clientes_ingest.storage import LocalStorage
 from flows.ingest import IngestFailed, ingest_clientes
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from support.loading import count, rows
 
-from clientes_ingest import jobs, staging
+from clientes_ingest import job_queries, jobs, staging
 from clientes_ingest.db import Database, clientes, ingest_rejects
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.storage import LocalStorage
@@ -97,7 +97,7 @@ def test_bytes_changed_under_a_planned_upload_fail_its_job_and_load_nothing(
 
     with pytest.raises(Exception, match="changed since the run was asked for"):
         ingest_clientes(source=upload.uri, job_id=job_id, sha256=upload.sha256, etag=upload.version.etag)
-    job = jobs.get_job(env.engine, job_id)
+    job = job_queries.get_job(env.engine, job_id)
     assert job.status == "failed" and "changed since the run was asked for" in (job.error or "")
     assert "its bytes are not read" in (job.error or "")
     assert count(env, clientes) == 0 and count(env, ingest_rejects) == 0
@@ -114,6 +114,6 @@ def test_a_job_registered_for_other_content_fails_and_loads_nothing(
 
     with pytest.raises(Exception, match="is not the file its job was registered for"):
         ingest_clientes(source=str(other), job_id=job_id, sha256=upload.sha256)
-    job = jobs.get_job(env.engine, job_id)
+    job = job_queries.get_job(env.engine, job_id)
     assert job.status == "failed" and f"the job expects {upload.sha256}" in (job.error or "")
     assert count(env, clientes) == 0 and count(env, ingest_rejects) == 0

@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import (
 )
 from support.loading import load_file, partly_loaded, rejects, rows
 
-from clientes_ingest import jobs, recovery_tasks
+from clientes_ingest import job_queries, jobs, recovery_tasks
 from clientes_ingest.db import Database, ingest_chunks, ingest_jobs, utcnow
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.storage import LocalStorage
@@ -100,7 +100,7 @@ def test_abandoned_running_and_pending_jobs_are_resumed_in_process(
     assert all(s == "done" for s, _ in after.values())
     assert (rows(env, running_id), rejects(env, running_id)) == clean(running_file, tmp_path)
     assert (rows(env, pending_id), rejects(env, pending_id)) == clean(pending_file, tmp_path)
-    assert {jobs.get_job(env.engine, j).status for j in (running_id, pending_id)} == {"completed_with_rejects"}
+    assert {job_queries.get_job(env.engine, j).status for j in (running_id, pending_id)} == {"completed_with_rejects"}
 
     with get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
@@ -121,7 +121,7 @@ def test_a_job_held_by_a_live_run_is_left_alone(env: Database, tmp_path: Path) -
     # Its run is alive: it beats well within a 60 s lease.
     assert recover_abandoned_jobs(lease_seconds=60) == []
     assert attempts(env, job_id) == before
-    assert jobs.get_job(env.engine, job_id).status == "running"
+    assert job_queries.get_job(env.engine, job_id).status == "running"
 
 
 def test_one_failing_job_does_not_stop_the_others_and_fails_the_run(env: Database, tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_one_failing_job_does_not_stop_the_others_and_fails_the_run(env: Databas
     assert by_id[lost_id]["action"] == "failed" and "no such file" in by_id[lost_id]["error"]
     assert (by_id[good_id]["action"], by_id[good_id]["job_status"]) == ("resumed", "completed_with_rejects")
     # The lost job's failure is recorded on it (a failed job is not retried by the next recovery).
-    assert jobs.get_job(env.engine, lost_id).status == "failed"
+    assert job_queries.get_job(env.engine, lost_id).status == "failed"
     assert recover_abandoned_jobs(lease_seconds=LEASE) == []
 
 
@@ -152,7 +152,7 @@ def test_deployment_mode_creates_one_run_per_takeover(env: Database, tmp_path: P
     deployment_id = ingest_clientes.to_deployment(name="recover-test").apply()
     path = make_file(tmp_path, "CLIENTES_IN_0425.dat", 5)
     job_id, _ = dead_run(env, path, tmp_path / "store", loaded=1)
-    source = jobs.get_job(env.engine, job_id).source_uri
+    source = job_queries.get_job(env.engine, job_id).source_uri
     time.sleep(2 * LEASE)
 
     first = recover_abandoned_jobs(lease_seconds=LEASE, deployment="ingest-clientes/recover-test")

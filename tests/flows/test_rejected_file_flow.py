@@ -11,7 +11,7 @@ from support.garbage import random_bytes
 from support.loading import count
 
 from clientes_ingest.db import Database, clientes
-from clientes_ingest.jobs import get_job
+from clientes_ingest.job_queries import get_job
 from flows.ingest import IngestFailed, ingest_clientes
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from clientes_ingest import jobs
+from clientes_ingest import job_queries, jobs
 from clientes_ingest.db import Database, ingest_rejects
 from clientes_ingest.sources import SourceNotAllowed
 from flows.ingest import ingest_clientes
@@ -45,7 +45,7 @@ def test_a_run_never_reads_a_bucket_that_is_not_allowed(
     job_id = jobs.create_pending_job(db.engine, f"s3://{other}/incoming/CLIENTES_IN_0425.dat", "x.dat")
     with pytest.raises(SourceNotAllowed, match=rf"bucket '{other}' is not allowed"):
         ingest_clientes(source=f"s3://{other}/incoming/CLIENTES_IN_0425.dat", job_id=job_id)
-    job = jobs.get_job(db.engine, job_id)
+    job = job_queries.get_job(db.engine, job_id)
     assert job.status == "failed" and "is not allowed" in (job.error or "")
     assert job.rows_loaded == 0 and reject_count(db) == 0
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.loading import load_file, rejects, rows
 
-from clientes_ingest import jobs
+from clientes_ingest import job_queries
 from clientes_ingest.db import Database
 from clientes_ingest.guard import RejectPolicy
 
@@ -60,7 +60,7 @@ def test_any_chunking_gives_the_single_chunk_result(
                         max_line_bytes=max_line_bytes, force=True, policy=NO_GUARD)
     assert rows(db, chunked.job_id) == rows(db, single.job_id)
     assert rejects(db, chunked.job_id) == rejects(db, single.job_id)
-    summary = jobs.get_job(db.engine, chunked.job_id)
+    summary = job_queries.get_job(db.engine, chunked.job_id)
     expected_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     assert summary.rows_loaded + summary.rows_rejected + summary.blank_lines == summary.total_lines == expected_lines
     db.dispose()

@@ -21,7 +21,7 @@ from clientes_ingest.storage import LocalStorage
 HOST = socket.gethostname()
 
 
-def by_process(holder: jobs.Holder) -> bool:
+def by_process(holder: lease.Holder) -> bool:
     return lease.process_is_dead(holder.host, holder.pid, holder.started)
 
 
@@ -102,7 +102,7 @@ def test_of_two_runs_that_find_the_owner_dead_one_takes_over(db: Database, stage
     first = jobs.register_job(db.engine, staged, owner=dead_owner())
     winner: list[jobs.Registration] = []
 
-    def dead_but_another_run_wins_first(holder: jobs.Holder) -> bool:
+    def dead_but_another_run_wins_first(holder: lease.Holder) -> bool:
         # Between our look at the job and our takeover, another run takes it over.
         winner.append(jobs.register_job(db.engine, staged, owner=lease.this_process(), holder_is_dead=by_process))
         return True
@@ -125,12 +125,12 @@ def test_wait_for_job_returns_the_finished_job_or_none_when_its_holder_dies(
         polls.append(seconds)
         jobs.fail_job(db.engine, registration.job_id, "finished by its holder")
 
-    summary = jobs.wait_for_job(db.engine, registration.job_id, lease_seconds=900, holder_is_dead=by_process,
+    summary = lease.wait_for_job(db.engine, registration.job_id, lease_seconds=900, holder_is_dead=by_process,
                                 poll_seconds=0.5, sleep=holder_finishes)
     assert polls == [0.5] and summary is not None and summary.status == "failed"
 
     other = jobs.register_job(db.engine, staged, force=True, owner=dead_owner())
-    assert jobs.wait_for_job(db.engine, other.job_id, lease_seconds=900, holder_is_dead=by_process,
+    assert lease.wait_for_job(db.engine, other.job_id, lease_seconds=900, holder_is_dead=by_process,
                              sleep=pytest.fail) is None  # dead holder: the caller takes the job over
 
 

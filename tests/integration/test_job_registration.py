@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from support.loading import load_file, rows, stage
 
-from clientes_ingest import jobs
+from clientes_ingest import job_queries, jobs
 from clientes_ingest.db import Database, ingest_jobs
 from clientes_ingest.jobs import Action
 from clientes_ingest.storage import LocalStorage
@@ -27,7 +27,7 @@ def test_a_new_file_gets_a_job_with_all_its_chunks(db_url: str, staged: jobs.Sta
     registration = jobs.register_job(db.engine, staged, flow_run_id="00000000-0000-0000-0000-000000000001")
     assert registration.action == Action.LOAD
     assert registration.pending == staged.chunks and registration.chunk_count == len(staged.chunks) > 1
-    summary = jobs.get_job(db.engine, registration.job_id)
+    summary = job_queries.get_job(db.engine, registration.job_id)
     assert (summary.status, summary.sha256, summary.size_bytes) == ("running", staged.sha256, staged.size)
 
 
@@ -71,14 +71,14 @@ def test_a_pre_registered_job_is_filled_in_by_its_run(db_url: str, staged: jobs.
     db = Database(db_url)
     db.ensure_schema()
     job_id = jobs.create_pending_job(db.engine, "upload://CLIENTES_IN_0425.dat", "CLIENTES_IN_0425.dat")
-    assert jobs.get_job(db.engine, job_id).status == "pending"
+    assert job_queries.get_job(db.engine, job_id).status == "pending"
     registration = jobs.register_job(db.engine, staged, job_id=job_id)
     assert (registration.action, registration.job_id) == (Action.LOAD, job_id)
-    assert jobs.get_job(db.engine, job_id).sha256 == staged.sha256
+    assert job_queries.get_job(db.engine, job_id).sha256 == staged.sha256
     other = jobs.create_pending_job(db.engine, "upload://copy.dat", "copy.dat")
     duplicate = jobs.register_job(db.engine, staged, job_id=other)
     assert (duplicate.action, duplicate.job_id) == (Action.IN_PROGRESS, job_id)
-    assert jobs.get_job(db.engine, other).status == "duplicate"
+    assert job_queries.get_job(db.engine, other).status == "duplicate"
 
 
 def test_a_job_planned_at_upload_keeps_its_plan_object_and_version(
@@ -94,25 +94,25 @@ def test_a_job_planned_at_upload_keeps_its_plan_object_and_version(
     assert elsewhere.sha256 == staged.sha256 and elsewhere.chunks != staged.chunks
     registration = jobs.register_job(db.engine, elsewhere, job_id=job_id)
     assert (registration.action, registration.uri, registration.pending) == (Action.LOAD, staged.uri, staged.chunks)
-    summary = jobs.get_job(db.engine, job_id)
+    summary = job_queries.get_job(db.engine, job_id)
     assert (summary.status, summary.chunk_count, summary.source_uri) == ("running", len(staged.chunks), staged.uri)
     assert jobs.job_source(db.engine, job_id).staged is None  # running now: a resume re-reads and re-checks
     # Its content is claimed: another upload of it becomes a duplicate of this job.
     other = jobs.create_pending_job(db.engine, staged.uri, staged.name, staged=staged)
     assert jobs.register_job(db.engine, staged, job_id=other).job_id == job_id
-    assert jobs.get_job(db.engine, other).status == "duplicate"
+    assert job_queries.get_job(db.engine, other).status == "duplicate"
 
 
 def test_job_id_errors_are_clear(db_url: str, staged: jobs.StagedFile, tmp_path: Path) -> None:
     db = Database(db_url)
     db.ensure_schema()
-    with pytest.raises(jobs.JobError, match="job 999 does not exist"):
+    with pytest.raises(job_queries.JobError, match="job 999 does not exist"):
         jobs.register_job(db.engine, staged, job_id=999)
     job_id = jobs.register_job(db.engine, staged).job_id
     other_file = tmp_path / "other.dat"
     other_file.write_text("a|b|1|Activo|1/1/2020|true|false\n")
     other = stage(other_file, LocalStorage(tmp_path / "store"), 1 << 20)
-    with pytest.raises(jobs.JobError, match=f"job {job_id} was registered for other content"):
+    with pytest.raises(job_queries.JobError, match=f"job {job_id} was registered for other content"):
         jobs.register_job(db.engine, other, job_id=job_id)
 
 

@@ -1,4 +1,4 @@
-"""``jobs.list_rejects`` pages a job's rejects by keyset (after a line number), ``reject_pages`` walks them
+"""``job_queries.list_rejects`` pages a job's rejects by keyset (after a line number), ``reject_pages`` walks them
 all, ``reject_line_at`` turns an offset into a cursor: every reject exactly once, in line order, on SQLite
 and PostgreSQL."""
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from clientes_ingest import jobs
+from clientes_ingest import job_queries, jobs
 from clientes_ingest.db import Database, ingest_rejects
 
 REASONS = ("field_count", "dni", "fecha_ingreso")
@@ -39,13 +39,13 @@ def test_cursor_pages_return_every_reject_once_in_line_order(db: Database) -> No
     got: list[dict[str, Any]] = []
     after: int | None = None
     pages = 0
-    while page := jobs.list_rejects(db.engine, job_id, after=after, limit=100):
+    while page := job_queries.list_rejects(db.engine, job_id, after=after, limit=100):
         assert len(page) <= 100
         got += page
         after = page[-1]["line_number"]
         pages += 1
     assert got == expected and pages == 13
-    assert len(jobs.list_rejects(db.engine, other_job, limit=1000)) == 50
+    assert len(job_queries.list_rejects(db.engine, other_job, limit=1000)) == 50
 
 
 def test_a_reason_filter_pages_through_its_rejects_only(db: Database) -> None:
@@ -53,35 +53,35 @@ def test_a_reason_filter_pages_through_its_rejects_only(db: Database) -> None:
     wanted = [r for r in expected if r["reason"] == "dni"]
     got: list[dict[str, Any]] = []
     after: int | None = None
-    while page := jobs.list_rejects(db.engine, job_id, after=after, limit=7, reason="dni"):
+    while page := job_queries.list_rejects(db.engine, job_id, after=after, limit=7, reason="dni"):
         got += page
         after = page[-1]["line_number"]
     assert got == wanted
-    assert jobs.list_rejects(db.engine, job_id, reason="no_such_reason") == []
+    assert job_queries.list_rejects(db.engine, job_id, reason="no_such_reason") == []
 
 
 @pytest.mark.parametrize("page_size", [1, 50, 100, 101, 5000])
 def test_reject_pages_walks_them_all_whatever_the_page_size(db: Database, page_size: int) -> None:
     job_id, expected = add_rejects(db, 100)  # 100 is a multiple of some page sizes: no empty last page
-    pages = list(jobs.reject_pages(db.engine, job_id, page_size=page_size))
+    pages = list(job_queries.reject_pages(db.engine, job_id, page_size=page_size))
     assert [r for page in pages for r in page] == expected
     assert all(pages) and len(pages) == -(-100 // page_size)
-    assert list(jobs.reject_pages(db.engine, job_id, reason="dni", page_size=page_size)) != []
-    assert [r for p in jobs.reject_pages(db.engine, job_id, reason="dni", page_size=page_size) for r in p] == [
+    assert list(job_queries.reject_pages(db.engine, job_id, reason="dni", page_size=page_size)) != []
+    assert [r for p in job_queries.reject_pages(db.engine, job_id, reason="dni", page_size=page_size) for r in p] == [
         r for r in expected if r["reason"] == "dni"]
 
 
 def test_an_offset_becomes_the_cursor_of_the_same_page(db: Database) -> None:
     job_id, expected = add_rejects(db, 300, first_line=7)
     for offset in (1, 99, 100, 299):
-        after = jobs.reject_line_at(db.engine, job_id, offset - 1)
+        after = job_queries.reject_line_at(db.engine, job_id, offset - 1)
         assert after == expected[offset - 1]["line_number"]
-        assert jobs.list_rejects(db.engine, job_id, after=after, limit=50) == expected[offset:offset + 50]
-    assert jobs.reject_line_at(db.engine, job_id, 300) is None
+        assert job_queries.list_rejects(db.engine, job_id, after=after, limit=50) == expected[offset:offset + 50]
+    assert job_queries.reject_line_at(db.engine, job_id, 300) is None
     dni = [r for r in expected if r["reason"] == "dni"]
-    assert jobs.reject_line_at(db.engine, job_id, 10, reason="dni") == dni[10]["line_number"]
+    assert job_queries.reject_line_at(db.engine, job_id, 10, reason="dni") == dni[10]["line_number"]
 
 
 def test_the_cli_first_rejects_are_the_first_page(db: Database) -> None:
     job_id, expected = add_rejects(db, 30)
-    assert jobs.list_rejects(db.engine, job_id, limit=10) == expected[:10]  # `clientes-ingest show --rejects 10`
+    assert job_queries.list_rejects(db.engine, job_id, limit=10) == expected[:10]  # `clientes-ingest show --rejects 10`

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from support.loading import count, load_file, rejects, rows, stage
 
-from clientes_ingest import jobs, loader, rules
+from clientes_ingest import job_queries, jobs, loader, rules
 from clientes_ingest.db import Database, clientes, ingest_chunks
 from clientes_ingest.storage import LocalStorage
 
@@ -45,7 +45,7 @@ def test_sample_file_loads_valid_rows_and_records_rejects(db_url: str, sample_fi
     assert reasons == [(3, "fecha_ingreso"), (4, "es_pep"), (6, "field_count")]
     raw = {n: (text, length) for n, _, text, length in rejects(db)}
     assert raw[6] == ("x|y|z", 5)
-    summary = jobs.get_job(db.engine, registration.job_id)
+    summary = job_queries.get_job(db.engine, registration.job_id)
     assert (summary.status, summary.rows_loaded, summary.rows_rejected, summary.blank_lines, summary.total_lines) == (
         "completed_with_rejects", 3, 3, 1, 7)
     assert summary.rejects_by_reason == {"fecha_ingreso": 1, "es_pep": 1, "field_count": 1}

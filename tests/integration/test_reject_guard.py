@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from support.garbage import bad_start, comma_delimited, random_bytes, x_lines
 from support.loading import count, load_file, rejects, rows, stage
 
-from clientes_ingest import jobs, loader, rejection, report
+from clientes_ingest import job_queries, jobs, loader, rejection, report
 from clientes_ingest.db import Database, clientes, ingest_chunks, ingest_rejects
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.guard import RejectPolicy
@@ -35,7 +35,7 @@ def test_a_garbage_file_is_refused_early_and_keeps_no_row(db_url: str, tmp_path:
     path = make(tmp_path / "CLIENTES_IN_0425.dat")
     db = Database(db_url)
     registration = load_file(db, path, tmp_path / "store", chunk_size=64 * 1024, block_size=16 * 1024)
-    job = jobs.get_job(db.engine, registration.job_id)
+    job = job_queries.get_job(db.engine, registration.job_id)
     assert job.status == "rejected_file"
     assert job.error is not None and "non-blank lines rejected, above the limit of 50%" in job.error
     assert "top reasons: " + reasons[0] in job.error or "top reasons: " + reasons[-1] in job.error
@@ -59,7 +59,7 @@ def test_a_small_garbage_file_is_refused_at_the_end_and_its_rows_removed(db_url:
     path.write_bytes(path.read_bytes() + b"x|y\n\n" * 20 + b"x|y\n" * 4)
     db = Database(db_url)
     registration = load_file(db, path, tmp_path / "store", chunk_size=256, block_size=256)
-    job = jobs.get_job(db.engine, registration.job_id)
+    job = job_queries.get_job(db.engine, registration.job_id)
     assert job.status == "rejected_file" and job.rows_rejected == 24 and job.rows_loaded == 0
     assert job.error is not None and job.error.startswith("rejected_file: 60.0% of 40 non-blank lines rejected")
     assert "field_count 60.0%" in job.error and "stopped early" not in job.error
@@ -72,7 +72,7 @@ def test_the_normal_generated_file_with_20_percent_rejects_still_completes(db_ur
     generate(path, lines=20_000, seed=9)
     db = Database(db_url)
     registration = load_file(db, path, tmp_path / "store", chunk_size=128 * 1024, block_size=32 * 1024)
-    job = jobs.get_job(db.engine, registration.job_id)
+    job = job_queries.get_job(db.engine, registration.job_id)
     assert job.status == "completed_with_rejects" and job.error is None
     assert 0.15 < job.rows_rejected / 20_000 < 0.25
     assert count(db, clientes) == job.rows_loaded == 20_000 - job.rows_rejected
@@ -83,7 +83,7 @@ def test_a_good_file_with_a_bad_first_chunk_is_not_misjudged(db_url: str, tmp_pa
     path = bad_start(tmp_path / "CLIENTES_IN_0425.dat")
     db = Database(db_url)
     registration = load_file(db, path, tmp_path / "store", chunk_size=1 << 20, block_size=64 * 1024)
-    job = jobs.get_job(db.engine, registration.job_id)
+    job = job_queries.get_job(db.engine, registration.job_id)
     assert job.status == "completed_with_rejects", job.error
     assert count(db, clientes) == job.rows_loaded > 40_000
 
@@ -93,11 +93,11 @@ def test_stored_rejects_are_capped_and_counts_stay_exact(db_url: str, tmp_path: 
     generate(path, lines=4000, seed=12)
     db = Database(db_url)
     full = load_file(db, path, tmp_path / "store", chunk_size=20_000, block_size=4096)
-    expected = jobs.get_job(db.engine, full.job_id)
+    expected = job_queries.get_job(db.engine, full.job_id)
     assert expected.rejects_not_stored == 0 and expected.rows_rejected > 500
     capped = load_file(db, path, tmp_path / "store", chunk_size=20_000, block_size=4096, force=True,
                        policy=RejectPolicy(max_stored=100))
-    job = jobs.get_job(db.engine, capped.job_id)
+    job = job_queries.get_job(db.engine, capped.job_id)
     assert len(rejects(db, capped.job_id)) == 100
     assert rejects(db, capped.job_id) == rejects(db, full.job_id)[:100]  # loaded in order: the first 100 lines
     assert job.rows_rejected == expected.rows_rejected
@@ -190,4 +190,4 @@ def test_a_chunk_loading_while_its_job_is_refused_rolls_back(pg_url: str, tmp_pa
     assert result.stopped
     assert count(db, clientes) == 0 and count(db, ingest_rejects) == 0
     assert chunk_statuses(db, registration.job_id) == ["pending"]
-    assert jobs.get_job(db.engine, registration.job_id).status == "rejected_file"
+    assert job_queries.get_job(db.engine, registration.job_id).status == "rejected_file"

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from support.loading import load_file, rejects, rows
 
-from clientes_ingest import jobs, retention
+from clientes_ingest import job_queries, jobs, retention
 from clientes_ingest.db import Database, clientes, ingest_file_claims, ingest_jobs, metadata, utcnow
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.s3 import S3Storage
@@ -158,7 +158,7 @@ def test_a_purged_file_can_be_loaded_again_as_a_new_job(db_url: str, storage: St
     assert again.action == jobs.Action.LOAD and again.job_id != first
     assert (rows(db, again.job_id), rejects(db, again.job_id)) == loaded
     assert claims(db)[job_row(db, first)["sha256"]] == again.job_id
-    with pytest.raises(jobs.JobError, match=rf"job {first} \(completed_with_rejects\) was purged"):
+    with pytest.raises(job_queries.JobError, match=rf"job {first} \(completed_with_rejects\) was purged"):
         jobs.register_job(db.engine, jobs_staged(path, storage), job_id=first)
 
 
@@ -197,7 +197,7 @@ def test_a_purged_failed_job_is_never_resumed(db_url: str, storage: Storage, tmp
     load(db, make_file(tmp_path, "CLIENTES_IN_0225.dat", 2), storage)
     age(db, failed, status="failed")
     purge(db, storage, keep_rows=True)
-    with pytest.raises(jobs.JobError, match=rf"job {failed} \(failed\) was purged .* with force"):
+    with pytest.raises(job_queries.JobError, match=rf"job {failed} \(failed\) was purged .* with force"):
         jobs.register_job(db.engine, jobs_staged(path, storage))
     forced = jobs.register_job(db.engine, jobs_staged(path, storage), force=True)
     assert forced.action == jobs.Action.LOAD and forced.job_id != failed
@@ -248,7 +248,7 @@ def test_a_purge_that_died_midway_is_completed_by_the_next(db_url: str, storage:
     assert len(rows(db, first)) == n_rows  # the crash came before the rows
     # Fenced: no run may resume the half-purged job, and its claim is already released.
     assert job_row(db, first)["sha256"] not in claims(db)
-    with pytest.raises(jobs.JobError, match="was purged"):
+    with pytest.raises(job_queries.JobError, match="was purged"):
         jobs.register_job(db.engine, staged, job_id=first)
     (done,) = purge(db, storage)
     assert (done.job_id, done.object, done.rejects_deleted, done.rows_deleted) == (first, "missing", n_rejects, n_rows)

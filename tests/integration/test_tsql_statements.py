@@ -22,7 +22,7 @@ import sqlglot
 from sqlalchemy.sql import ClauseElement
 from support.loading import load_file, partly_loaded
 
-from clientes_ingest import db, jobs, lease, recovery, retention, writers
+from clientes_ingest import db, job_queries, jobs, lease, recovery, retention, writers
 from clientes_ingest.devtools.generator import generate
 from clientes_ingest.dialects import dialect_for
 from clientes_ingest.storage import LocalStorage
@@ -73,12 +73,12 @@ def captured_statements(tmp_path: Path) -> list[ClauseElement]:
     first = load_file(database, files[0], store, chunk_size=4096).job_id
     load_file(database, files[0], store, chunk_size=4096)  # already loaded
     load_file(database, files[0], store, chunk_size=4096, force=True)
-    jobs.get_job(database.engine, first)
-    jobs.list_jobs(database.engine)
-    jobs.job_chunks(database.engine, first)
-    jobs.list_rejects(database.engine, first, after=3, limit=5, reason="fecha_ingreso")
-    list(jobs.reject_pages(database.engine, first, page_size=7))
-    jobs.reject_line_at(database.engine, first, 4, reason="dni")
+    job_queries.get_job(database.engine, first)
+    job_queries.list_jobs(database.engine)
+    job_queries.job_chunks(database.engine, first)
+    job_queries.list_rejects(database.engine, first, after=3, limit=5, reason="fecha_ingreso")
+    list(job_queries.reject_pages(database.engine, first, page_size=7))
+    job_queries.reject_line_at(database.engine, first, 4, reason="dni")
     pending = jobs.create_pending_job(database.engine, "file:///x/CLIENTES_IN_0125.dat", "CLIENTES_IN_0125.dat")
     staged = jobs.register_job  # the webhook's pre-registered job, planned by its run
     from clientes_ingest.staging import stage_source

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from clientes_ingest import job_events, quality
-from clientes_ingest.jobs import JobSummary
+from clientes_ingest.job_queries import JobSummary
 from clientes_ingest.quality import PastJob
 
 SHA = "ab" * 32

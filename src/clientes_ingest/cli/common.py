@@ -70,7 +70,7 @@ def flow_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 def print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from clientes_ingest.jobs import JobSummary
+    from clientes_ingest.job_queries import JobSummary
     from clientes_ingest.report import rejects_table, summary_rows
 
     fields = {k: v for k, v in summary.items() if k in JobSummary.__dataclass_fields__}

@@ -11,7 +11,7 @@ from clientes_ingest.cli.common import CliError, database, make_console, print_s
 def cmd_jobs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from clientes_ingest.jobs import JobError, get_job, job_chunks, list_jobs, list_rejects
+    from clientes_ingest.job_queries import JobError, get_job, job_chunks, list_jobs, list_rejects
 
     db = database(args)
     console = make_console()

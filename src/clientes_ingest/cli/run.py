@@ -62,21 +62,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _wait_for_holder(db: Any, job_id: int, settings: Settings) -> Any:
     """The job's summary once its holder finishes it; None if the holder died (the caller takes it over)."""
-    from clientes_ingest import jobs
+    from clientes_ingest import lease
     from clientes_ingest.tasks import holder_is_dead
 
-    holder = jobs.holder(db.engine, job_id)
+    holder = lease.holder(db.engine, job_id)
     if holder is not None:
         print(f"job {job_id} is being loaded by {holder.describe()}; waiting for it to finish", file=sys.stderr)
-    return jobs.wait_for_job(db.engine, job_id, lease_seconds=settings.job_lease_seconds,
-                             holder_is_dead=holder_is_dead)
+    return lease.wait_for_job(db.engine, job_id, lease_seconds=settings.job_lease_seconds,
+                              holder_is_dead=holder_is_dead)
 
 
 def _run_flow(args: argparse.Namespace, db: Any, settings: Settings) -> dict[str, Any]:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn, TransferSpeedColumn
 
     from clientes_ingest import progress
-    from clientes_ingest.jobs import get_job
+    from clientes_ingest.job_queries import get_job
 
     size = Path(args.file).stat().st_size if not args.file.startswith("s3://") else None
     with Progress("[progress.description]{task.description}", BarColumn(), TaskProgressColumn(),
@@ -104,7 +104,7 @@ def _run_flow(args: argparse.Namespace, db: Any, settings: Settings) -> dict[str
         print(f"{Path(args.file).name} was already loaded by job {result['job_id']}; nothing to do "
               f"(use --force to load it again)")
     elif result.get("action") == Action.IN_PROGRESS:
-        from clientes_ingest.jobs import holder
+        from clientes_ingest.lease import holder
 
         current = holder(db.engine, result["job_id"])
         result["holder"] = current.describe() if current is not None else "a run that has just finished"
