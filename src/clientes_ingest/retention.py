@@ -4,7 +4,7 @@ A job is purged when it finished (any status but ``running`` or ``pending``) bef
 newest completed job is never purged: its rows are the current data, whatever its age. Per job:
 
 1. the job is fenced: ``purge_started_at`` is set and ``runs`` bumped in one conditional UPDATE, so a
-   run that read the job before cannot take it over afterwards (``jobs._take_over`` is an optimistic
+   run that read the job before cannot take it over afterwards (``lease.take_over`` is an optimistic
    lock on ``runs``) and no later run resumes it (``jobs`` refuses a purged job);
 2. unless rows are kept, the job's sha256 claim is released first, so the same file can be loaded
    again as a new job, and no run is ever told "already loaded" while the rows are being deleted;
