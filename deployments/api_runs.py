@@ -83,7 +83,6 @@ def store_upload(ctx: ApiContext, pull: Callable[[], bytes | None], boundary: by
 def runs_router(ctx: ApiContext) -> APIRouter:
     """``POST /process`` and ``POST /runs``, both behind the bearer token."""
     router = APIRouter(tags=["runs"], dependencies=[Depends(ctx.require_token)])
-    config, settings = ctx.config, ctx.settings
 
     @router.post("/process", status_code=202, response_model=ProcessResponse,
                  openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -91,49 +90,7 @@ def runs_router(ctx: ApiContext) -> APIRouter:
                      "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
     async def process(request: Request) -> JSONResponse:
         """Upload a CLIENTES file (multipart field ``file``); it is stored, and an ingest run starts."""
-        media, options = parse_options_header(request.headers.get("content-type", ""))
-        if media != b"multipart/form-data" or not options.get(b"boundary"):
-            raise ApiError(415, "expected a multipart/form-data upload",
-                           'send the file as the form field "file", e.g. curl -F "file=@CLIENTES_IN_0425.dat"')
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > config.max_upload_bytes + ENVELOPE_SLACK:
-            raise UploadTooLarge(config.max_upload_bytes)
-        admitted = config.max_concurrent_uploads + config.max_queued_uploads
-        if ctx.uploads_in_progress >= admitted:  # checked on the event loop: no race with the += below
-            raise ApiError(503, f"too many uploads in progress ({admitted})", "retry after the Retry-After seconds",
-                           headers={"Retry-After": str(UPLOADS_FULL_RETRY_AFTER), "Connection": "close"})
-        pieces = body_pieces(request, config.body_idle_timeout).__aiter__()
-
-        async def next_chunk() -> bytes | None:
-            try:
-                return await pieces.__anext__()
-            except StopAsyncIteration:
-                return None
-
-        def pull() -> bytes | None:
-            return anyio.from_thread.run(next_chunk)
-
-        ctx.metrics.uploads_active.inc()
-        ctx.uploads_in_progress += 1
-        try:
-            upload = await anyio.to_thread.run_sync(store_upload, ctx, pull, options[b"boundary"],
-                                                    limiter=ctx.upload_limiter)
-        finally:
-            ctx.metrics.uploads_active.dec()
-            ctx.uploads_in_progress -= 1
-        ctx.metrics.uploads.inc()
-        ctx.metrics.upload_bytes.inc(upload.size)
-        if upload.size == 0:
-            raise ApiError(422, f"{upload.name} is empty", "upload a file with at least one line")
-        job_id, result = await anyio.to_thread.run_sync(_start, ctx, upload.uri, upload.name, None, upload)
-        ctx.metrics.runs.labels("/process", result.mode).inc()
-        logger.info("upload %s (%d bytes, %d lines) -> job %d, run %s", upload.name, upload.size,
-                    upload.total_lines, job_id, result.flow_run_id)
-        body = ProcessResponse(job_id=job_id, flow_run_id=result.flow_run_id, total_lines=upload.total_lines,
-                               chunks_created=len(upload.chunks), chunk_size=settings.chunk_size,
-                               file_name=upload.name, size_bytes=upload.size, sha256=upload.sha256,
-                               mode=result.mode)
-        return JSONResponse(body.model_dump(by_alias=True), 202)
+        return await process_upload(ctx, request)
 
     # The body is read by the endpoint (read_json), after the token check: a FastAPI body parameter
     # would be read and parsed before the route's dependencies run.
@@ -144,27 +101,93 @@ def runs_router(ctx: ApiContext) -> APIRouter:
                      "application/json": {"schema": RunRequest.model_json_schema()}}}})
     async def runs(request: Request) -> JSONResponse:
         """Start a run for an object already in storage; the same object version always answers the same run."""
-        body = await read_json(request, RunRequest, config.max_json_bytes, config.body_idle_timeout)
-        version, key, pinned = await anyio.to_thread.run_sync(_object_version, ctx, body.source)
-        existing = await anyio.to_thread.run_sync(ctx.launcher.find, key)
-        if existing is None:
-            job_id, result = await anyio.to_thread.run_sync(_start, ctx, body.source,
-                                                            body.source.rsplit("/", 1)[-1], key, None, pinned)
-            if not result.created:  # another request with this key won the race: ours is not needed
-                await anyio.to_thread.run_sync(jobs.fail_job, ctx.db.engine, job_id,
-                                               f"duplicate request: run {result.flow_run_id} handles this object")
-                job_id = result.job_id if result.job_id is not None else job_id
-        else:
-            result, job_id = existing, existing.job_id  # type: ignore[assignment]
-        if result.created:
-            ctx.metrics.runs.labels("/runs", result.mode).inc()
-        else:
-            ctx.metrics.existing.labels("/runs").inc()
-        out = RunResponse(job_id=job_id, flow_run_id=result.flow_run_id, source=body.source,
-                          created=result.created, version=version, mode=result.mode)
-        return JSONResponse(out.model_dump(by_alias=True), 202 if result.created else 200)
+        return await start_run(ctx, request)
 
     return router
+
+
+async def process_upload(ctx: ApiContext, request: Request) -> JSONResponse:
+    """``POST /process``: admit the upload, store, hash and plan it in a thread, then start its run."""
+    boundary = _admit_upload(ctx, request)
+    upload = await _receive_upload(ctx, request, boundary)
+    if upload.size == 0:
+        raise ApiError(422, f"{upload.name} is empty", "upload a file with at least one line")
+    job_id, result = await anyio.to_thread.run_sync(_start, ctx, upload.uri, upload.name, None, upload)
+    ctx.metrics.runs.labels("/process", result.mode).inc()
+    logger.info("upload %s (%d bytes, %d lines) -> job %d, run %s", upload.name, upload.size,
+                upload.total_lines, job_id, result.flow_run_id)
+    body = ProcessResponse(job_id=job_id, flow_run_id=result.flow_run_id, total_lines=upload.total_lines,
+                           chunks_created=len(upload.chunks), chunk_size=ctx.settings.chunk_size,
+                           file_name=upload.name, size_bytes=upload.size, sha256=upload.sha256,
+                           mode=result.mode)
+    return JSONResponse(body.model_dump(by_alias=True), 202)
+
+
+def _admit_upload(ctx: ApiContext, request: Request) -> bytes:
+    """The upload's multipart boundary, once its type, declared length and the upload queue admit it."""
+    config = ctx.config
+    media, options = parse_options_header(request.headers.get("content-type", ""))
+    if media != b"multipart/form-data" or not options.get(b"boundary"):
+        raise ApiError(415, "expected a multipart/form-data upload",
+                       'send the file as the form field "file", e.g. curl -F "file=@CLIENTES_IN_0425.dat"')
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > config.max_upload_bytes + ENVELOPE_SLACK:
+        raise UploadTooLarge(config.max_upload_bytes)
+    admitted = config.max_concurrent_uploads + config.max_queued_uploads
+    if ctx.uploads_in_progress >= admitted:  # checked on the event loop: no race with the += of _receive_upload
+        raise ApiError(503, f"too many uploads in progress ({admitted})", "retry after the Retry-After seconds",
+                       headers={"Retry-After": str(UPLOADS_FULL_RETRY_AFTER), "Connection": "close"})
+    boundary: bytes = options[b"boundary"]
+    return boundary
+
+
+async def _receive_upload(ctx: ApiContext, request: Request, boundary: bytes) -> StagedFile:
+    """Stream the request body to ``store_upload`` in a worker thread (one of ``upload_limiter``'s slots)."""
+    pieces = body_pieces(request, ctx.config.body_idle_timeout).__aiter__()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await pieces.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def pull() -> bytes | None:
+        return anyio.from_thread.run(next_chunk)
+
+    ctx.metrics.uploads_active.inc()
+    ctx.uploads_in_progress += 1
+    try:
+        upload: StagedFile = await anyio.to_thread.run_sync(store_upload, ctx, pull, boundary,
+                                                            limiter=ctx.upload_limiter)
+    finally:
+        ctx.metrics.uploads_active.dec()
+        ctx.uploads_in_progress -= 1
+    ctx.metrics.uploads.inc()
+    ctx.metrics.upload_bytes.inc(upload.size)
+    return upload
+
+
+async def start_run(ctx: ApiContext, request: Request) -> JSONResponse:
+    """``POST /runs``: start (or find) the run of the object version the request names."""
+    body = await read_json(request, RunRequest, ctx.config.max_json_bytes, ctx.config.body_idle_timeout)
+    version, key, pinned = await anyio.to_thread.run_sync(_object_version, ctx, body.source)
+    existing = await anyio.to_thread.run_sync(ctx.launcher.find, key)
+    if existing is None:
+        job_id, result = await anyio.to_thread.run_sync(_start, ctx, body.source,
+                                                        body.source.rsplit("/", 1)[-1], key, None, pinned)
+        if not result.created:  # another request with this key won the race: ours is not needed
+            await anyio.to_thread.run_sync(jobs.fail_job, ctx.db.engine, job_id,
+                                           f"duplicate request: run {result.flow_run_id} handles this object")
+            job_id = result.job_id if result.job_id is not None else job_id
+    else:
+        result, job_id = existing, existing.job_id  # type: ignore[assignment]
+    if result.created:
+        ctx.metrics.runs.labels("/runs", result.mode).inc()
+    else:
+        ctx.metrics.existing.labels("/runs").inc()
+    out = RunResponse(job_id=job_id, flow_run_id=result.flow_run_id, source=body.source,
+                      created=result.created, version=version, mode=result.mode)
+    return JSONResponse(out.model_dump(by_alias=True), 202 if result.created else 200)
 
 
 def _start(ctx: ApiContext, source: str, name: str, key: str | None, staged: StagedFile | None = None,
