@@ -192,52 +192,53 @@ class TriggerService:
             self._delete(message)
             return "ignored"
 
-        launched = failed = 0
-        for event in parsed.events:
-            if not event.is_object_created or not key_matches(event.key, self.key_pattern):
-                logger.info(
-                    "message %s: %s %s does not match %s, ignored",
-                    message_id,
-                    event.event_name,
-                    event.uri,
-                    self.key_pattern,
-                )
-                self.metrics.ignored.inc()
-                continue
-            if event.bucket not in self.allowed_buckets:
-                # Acknowledged, never retried: whoever can write to the queue must not make runs read other
-                # buckets (the flow refuses them too).
-                logger.warning("message %s: %s is in bucket %r, which is not allowed (CLIENTES_S3_BUCKET, "
-                               "CLIENTES_ALLOWED_BUCKETS); refused", message_id, event.uri, event.bucket)
-                self.metrics.refused.inc()
-                continue
-            try:
-                with self._keep_invisible(message):
-                    result = self.launcher.launch(event.uri, job_id=None, idempotency_key=event.idempotency_key,
-                                                  pin=event_pin(event))
-            except Exception as exc:
-                logger.error("message %s: cannot start a run for %s: %s", message_id, event.uri, describe_error(exc))
-                self.metrics.failed.inc()
-                failed += 1
-                continue
-            launched += 1
-            if result.created:
-                logger.info("message %s: run %s created for %s", message_id, result.flow_run_id, event.uri)
-                self.metrics.runs_created.inc()
-            else:
-                logger.info(
-                    "message %s: run %s already exists for %s (duplicate delivery)",
-                    message_id,
-                    result.flow_run_id,
-                    event.uri,
-                )
-                self.metrics.duplicates.inc()
-        if failed:
+        outcomes = [self._launch_record(message, message_id, event) for event in parsed.events]
+        if "failed" in outcomes:
             # Records that did start are safe to replay: their idempotency key finds the same run.
             self._retry_later(message)
             return "failed"
         self._delete(message)
-        return "launched" if launched else "ignored"
+        return "launched" if "launched" in outcomes else "ignored"
+
+    def _launch_record(self, message: dict[str, Any], message_id: str, event: S3ObjectEvent) -> Outcome:
+        """Start the run of one record of ``message``: ``ignored`` if it is not for us or not allowed."""
+        if not event.is_object_created or not key_matches(event.key, self.key_pattern):
+            logger.info(
+                "message %s: %s %s does not match %s, ignored",
+                message_id,
+                event.event_name,
+                event.uri,
+                self.key_pattern,
+            )
+            self.metrics.ignored.inc()
+            return "ignored"
+        if event.bucket not in self.allowed_buckets:
+            # Acknowledged, never retried: whoever can write to the queue must not make runs read other
+            # buckets (the flow refuses them too).
+            logger.warning("message %s: %s is in bucket %r, which is not allowed (CLIENTES_S3_BUCKET, "
+                           "CLIENTES_ALLOWED_BUCKETS); refused", message_id, event.uri, event.bucket)
+            self.metrics.refused.inc()
+            return "ignored"
+        try:
+            with self._keep_invisible(message):
+                result = self.launcher.launch(event.uri, job_id=None, idempotency_key=event.idempotency_key,
+                                              pin=event_pin(event))
+        except Exception as exc:
+            logger.error("message %s: cannot start a run for %s: %s", message_id, event.uri, describe_error(exc))
+            self.metrics.failed.inc()
+            return "failed"
+        if result.created:
+            logger.info("message %s: run %s created for %s", message_id, result.flow_run_id, event.uri)
+            self.metrics.runs_created.inc()
+        else:
+            logger.info(
+                "message %s: run %s already exists for %s (duplicate delivery)",
+                message_id,
+                result.flow_run_id,
+                event.uri,
+            )
+            self.metrics.duplicates.inc()
+        return "launched"
 
     def _delete(self, message: dict[str, Any]) -> None:
         try:
