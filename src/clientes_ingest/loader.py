@@ -158,6 +158,8 @@ def _record_failure(engine: Engine, job_id: int, chunk_no: int, error: str) -> N
 
 
 def _skipped(engine: Engine, job_id: int, chunk: ChunkSpec) -> ChunkResult:
+    """This chunk was committed by an earlier run: its stored counts (its bytes count as loaded)."""
+    progress.emit("load", chunk.end - chunk.start)
     c = ingest_chunks.c
     with engine.connect() as conn:
         query = sa.select(ingest_chunks).where(c.job_id == job_id, c.chunk_no == chunk.index)
@@ -218,6 +220,21 @@ def _load_blocks(conn: sa.Connection, writer: Any, job_id: int, chunk_no: int,
     return n
 
 
+def _verify_and_record_rejects(conn: sa.Connection, job_id: int, uri: str, chunk: ChunkSpec, counts: _ChunkCounts,
+                    policy: RejectPolicy) -> None:
+    """Check the chunk's lines against its plan, hold its job (``_Stop`` if it was refused or finalized
+    meanwhile) and record the chunk's rejects per reason, in the chunk's transaction ``conn``."""
+    if counts.lines != chunk.line_count:
+        raise ChunkIntegrityError(
+            f"chunk {chunk.index} of job {job_id} has {counts.lines} lines, its plan says {chunk.line_count}: "
+            f"{uri} changed after it was planned; load it again as a new job (force=True)")
+    if not rejection.hold_job(conn, job_id):
+        raise _Stop()  # the job was refused (or finalized) while this chunk loaded
+    span = (chunk.first_line, chunk.first_line + chunk.line_count - 1)
+    rejection.record_chunk_rejects(conn, job_id, chunk.index, span, counts.reasons, counts.stored_reasons,
+                                   policy.max_stored)
+
+
 def load_chunk(
     db: Database,
     storage: Storage,
@@ -242,7 +259,6 @@ def load_chunk(
     if attempt == "stopped":
         return _stopped(engine, job_id, chunk, None)
     if attempt == "done":
-        progress.emit("load", chunk.end - chunk.start)
         return _skipped(engine, job_id, chunk)
     writer = writer_for(db.dialect, db.writer)
     c = ingest_chunks.c
@@ -251,7 +267,6 @@ def load_chunk(
         with engine.begin() as conn:
             status = conn.execute(lock_chunk(job_id, chunk.index)).scalar_one()
             if status == ChunkStatus.DONE:  # another run committed it while we waited for the lock
-                progress.emit("load", chunk.end - chunk.start)
                 return _skipped(engine, job_id, chunk)
             before, file_lines, stored_before = rejection.committed_tally(conn, job_id)
             room = max(policy.max_stored - stored_before, 0)
@@ -259,15 +274,7 @@ def load_chunk(
             blocks = _Prefetch(parse_chunk(pieces, chunk, block_size=block_size, max_line_bytes=max_line_bytes))
             counts = _load_blocks(conn, writer, job_id, chunk.index, blocks, before, file_lines, room, policy)
             blocks.close()  # joins the parse thread, so its CPU time is final
-            if counts.lines != chunk.line_count:
-                raise ChunkIntegrityError(
-                    f"chunk {chunk.index} of job {job_id} has {counts.lines} lines, its plan says {chunk.line_count}: "
-                    f"{uri} changed after it was planned; load it again as a new job (force=True)")
-            if not rejection.hold_job(conn, job_id):
-                raise _Stop()  # the job was refused (or finalized) while this chunk loaded
-            span = (chunk.first_line, chunk.first_line + chunk.line_count - 1)
-            rejection.record_chunk_rejects(conn, job_id, chunk.index, span, counts.reasons, counts.stored_reasons,
-                                           policy.max_stored)
+            _verify_and_record_rejects(conn, job_id, uri, chunk, counts, policy)
             duration = time.perf_counter() - started
             cpu = time.thread_time() - cpu_start + blocks.cpu_seconds
             rss = peak_rss_bytes()
