@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from clientes_ingest.failures import SomeJobsFailed
 from clientes_ingest.retention import DEFAULT_BATCH_LINES, cutoff_for
 from clientes_ingest.retention_tasks import (
     find_purgeable_jobs,
@@ -24,12 +25,8 @@ from clientes_ingest.retention_tasks import (
 from clientes_ingest.settings import load_settings
 
 
-class PurgeFailed(RuntimeError):
+class PurgeFailed(SomeJobsFailed):
     """Raised at the end of a purge in which some job could not be purged; ``results`` has them all."""
-
-    def __init__(self, message: str, results: list[dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.results = results
 
 
 @flow(name="purge-old-jobs", log_prints=True)
@@ -64,10 +61,8 @@ def purge_old_jobs(
                     " (dry run)" if dry_run else "")
         results.append(result)
     publish_purge_report(results, age, dry_run)
-    failed = [r["job_id"] for r in results if r.get("error")]
-    if failed:
-        raise PurgeFailed(f"{len(failed)} of {len(results)} job(s) could not be purged: "
-                          f"{', '.join(map(str, failed))}; the next purge completes them", results)
+    PurgeFailed.check(results, [r["job_id"] for r in results if r.get("error")], "job(s) could not be purged",
+                      then="; the next purge completes them")
     return results
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from clientes_ingest.failures import SomeJobsFailed
 from clientes_ingest.recovery_tasks import (
     MAX_STARTS,
     find_abandoned_jobs,
@@ -34,12 +35,8 @@ OUTCOMES = {Action.LOAD: RecoveryAction.RESUMED, Action.RESUME: RecoveryAction.R
             Action.IN_PROGRESS: RecoveryAction.HELD, Action.ALREADY_LOADED: RecoveryAction.ALREADY_LOADED}
 
 
-class RecoveryFailed(RuntimeError):
+class RecoveryFailed(SomeJobsFailed):
     """Raised at the end of a recovery in which some job could not be resumed; ``results`` has them all."""
-
-    def __init__(self, message: str, results: list[dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.results = results
 
 
 @flow(name="recover-abandoned-jobs", log_prints=True)
@@ -79,10 +76,8 @@ def recover_abandoned_jobs(
                     job.chunks_done, job.chunk_count, result["action"])
         results.append(result)
     publish_recovery_report(results, lease)
-    failed = [r["job_id"] for r in results if r["action"] == RecoveryAction.FAILED]
-    if failed:
-        raise RecoveryFailed(f"{len(failed)} of {len(results)} abandoned job(s) could not be resumed: "
-                             f"{', '.join(map(str, failed))}", results)
+    RecoveryFailed.check(results, [r["job_id"] for r in results if r["action"] == RecoveryAction.FAILED],
+                         "abandoned job(s) could not be resumed")
     return results
 
 
