@@ -40,6 +40,8 @@ class ChunkProgress(CamelModel):
     error: str | None
 
 
+# The fields of a job_queries.JobSummary that GET /jobs/{id} shows, and no other: its source URI, owner
+# process and heartbeat stay out of the API until a field here names them.
 class JobResponse(CamelModel):
     job_id: int
     status: str
@@ -92,14 +94,8 @@ def jobs_router(ctx: ApiContext) -> APIRouter:
             chunks = job_queries.job_chunks(engine, job_id)
         except DBAPIError as exc:
             raise ctx.db_unavailable(exc) from None
-        return JobResponse(
-            job_id=summary.job_id, status=summary.status, file_name=summary.file_name,
-            size_bytes=summary.size_bytes, sha256=summary.sha256, chunk_count=summary.chunk_count,
-            chunks_done=summary.chunks_done, total_lines=summary.total_lines, blank_lines=summary.blank_lines,
-            rows_loaded=summary.rows_loaded, rows_rejected=summary.rows_rejected, duration_s=summary.duration_s,
-            error=scrub(summary.error, ctx.secrets) if summary.error else None,
-            rejects_by_reason=summary.rejects_by_reason, rejects_not_stored=summary.rejects_not_stored,
-            chunks=[ChunkProgress.model_validate(c) for c in chunks])
+        return JobResponse.model_validate(summary.as_dict() | {
+            "error": scrub(summary.error, ctx.secrets) if summary.error else None, "chunks": chunks})
 
     @router.get("/jobs/{job_id}/rejects", response_model=RejectsPage,
                 responses={200: {"content": {"text/csv": {}}}})
