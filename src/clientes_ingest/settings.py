@@ -206,6 +206,10 @@ class Settings(BaseSettings):
     launch_workers: int = Field(default=1, ge=1, description="in-process runs executed at once")
     launch_remember: int = Field(default=10_000, ge=1, description="idempotency keys kept in memory")
 
+    # The dev stack (devtools): the checkout holding prefect.yaml, when not the cwd or one of its parents.
+    project_dir: str | None = Field(default=None, description="the project checkout (prefect.yaml) the dev "
+                                    "stack deploys from and the local deployment's pull step uses")
+
     # How a flow run executes its chunks (flows/ingest.py).
     dask_address: str | None = Field(
         default=None, description="run chunks on this Dask scheduler ('local': a local cluster) instead of "

@@ -85,3 +85,14 @@ def test_only_settings_reads_or_writes_the_environment() -> None:
         if path not in allowed and "devtools" not in path.parts and environment_readers(path)
     ]
     assert offenders == []
+
+
+def test_the_dev_stack_finds_the_project_dir_through_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clientes_ingest.devtools.provision import find_project_dir
+
+    (tmp_path / "prefect.yaml").write_text("name: clientes-ingest\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path.parent)
+    monkeypatch.setenv("CLIENTES_PROJECT_DIR", str(tmp_path))
+    assert find_project_dir() == tmp_path.resolve()
+    monkeypatch.delenv("CLIENTES_PROJECT_DIR")
+    assert find_project_dir(tmp_path) == tmp_path.resolve()

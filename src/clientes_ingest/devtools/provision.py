@@ -34,7 +34,9 @@ _FOREIGN_PREFECT = ("PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE", "PREFECT_
 
 def find_project_dir(explicit: str | Path | None = None) -> Path:
     """The checkout holding prefect.yaml: ``explicit``, ``CLIENTES_PROJECT_DIR``, the cwd or its parents."""
-    candidates = [Path(p) for p in (explicit, os.environ.get("CLIENTES_PROJECT_DIR")) if p]
+    from clientes_ingest.settings import load_settings
+
+    candidates = [Path(p) for p in (explicit, load_settings().project_dir) if p]
     if not candidates:
         cwd = Path.cwd().resolve()
         candidates = [cwd, *cwd.parents, Path(__file__).resolve().parents[2]]
