@@ -7,9 +7,11 @@ are a small pool of long-lived workers, ``python -m clientes_ingest.chunk_worker
 chunk at a time, so the interpreter start and imports (~1 CPU-s) are paid once per worker, not once
 per chunk, and a worker keeps its database connection between chunks. ``run_chunk`` borrows an idle
 worker (or starts one), sends it the task's arguments pickled on its stdin (the database URL never
-appears in argv or the environment) and reads back the pickled ``ChunkResult`` or error. A worker that
-dies (OOM kill, crash) is a clear ``ChunkWorkerError`` and is replaced by the next call; the task's
-retries do the rest. Exactly-once is the loader's: a worker commits the chunk or rolls it back, and
+appears in argv or the environment) and reads back the pickled ``ChunkResult`` or error. A worker
+acknowledges each request as soon as it has read it: one that dies after that, mid-chunk (OOM kill,
+crash), is a clear ``ChunkWorkerError`` and is replaced by the next call; the task's retries do the rest.
+Only a reused worker that died before it took the request (killed while idle) has the request sent again
+to a new worker, since nothing of it ran. Exactly-once is the loader's: a worker commits the chunk or rolls it back, and
 records its own failures. Workers end when the parent exits (their stdin closes), at once if the parent
 is killed mid-chunk (the uncommitted chunk rolls back), or at ``shutdown_workers()``.
 Requires: the same interpreter and package as the parent.
@@ -37,6 +39,7 @@ from clientes_ingest.results import ChunkResult
 from clientes_ingest.storage import Storage
 
 _HEADER = struct.Struct("!Q")  # each message: its length, then its pickle
+_TAKEN = b""  # the worker's first answer to a request: it has read it and starts (never a pickle)
 PARENT_GONE_EXIT = 70  # a worker whose parent died exits with this code, mid-chunk or idle
 STDERR_TAIL_LINES = 3
 
@@ -79,14 +82,17 @@ class _Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def call(self, payload: bytes) -> bytes | None:
-        """Send one request and wait for its reply; None if the worker died before replying."""
+    def call(self, payload: bytes) -> tuple[bool, bytes | None]:
+        """Send one request and wait for its reply: (taken, reply). ``taken`` once the worker acknowledged
+        the request; ``reply`` None if the worker died before replying (before taking it, if not taken)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        taken = False
         try:
             _write_message(self.proc.stdin, payload)
-            return _read_message(self.proc.stdout)
+            taken = _read_message(self.proc.stdout) == _TAKEN
+            return taken, _read_message(self.proc.stdout) if taken else None
         except (BrokenPipeError, EOFError):
-            return None
+            return taken, None
 
     def stderr_tail(self) -> str:
         self.stderr.seek(0)
@@ -145,12 +151,14 @@ class WorkerPool:
     def run(self, payload: bytes, what: str) -> Any:
         """Run one request on a worker; its unpickled reply, or ChunkWorkerError naming ``what``."""
         worker, reused = self._acquire()
-        reply = worker.call(payload)
-        if reply is None and reused:  # it may have died while idle (killed): one more try, on a new worker
+        taken, reply = worker.call(payload)
+        if not taken and reused:  # it died while idle (killed), before reading this request: a new worker
             worker.close(timeout=1.0)
             worker = _Worker(self.command())
-            reply = worker.call(payload)
-        if reply is None:  # the worker died mid-request (OOM kill, crash): never reuse it
+            taken, reply = worker.call(payload)
+        # Died after taking the request (OOM kill, crash mid-chunk): an error for the task's retries, never a
+        # silent second run of the chunk here; and the worker is never reused.
+        if reply is None:
             code = worker.close(timeout=1.0)
             raise ChunkWorkerError(f"{what} failed in its worker process (exit {code}): "
                                    f"{worker.last_stderr or 'no output'}")
@@ -196,6 +204,7 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     from clientes_ingest import loader  # the child pays for pyarrow; the parent never imports it
 
     while (payload := _read_message(requests)) is not None:
+        _write_message(replies, _TAKEN)  # from here on, a death of this process is this request's failure
         db, storage, job_id, uri, chunk, block_size, max_line_bytes, policy = pickle.loads(payload)  # noqa: S301
         try:
             result = loader.load_chunk(db, storage, job_id, uri, chunk, block_size=block_size,

@@ -396,15 +396,8 @@ def kill_mid_chunk(run: Child, url: str, *, committed: int = 2) -> None:
     assert run.wait(timeout=30) == -signal.SIGKILL
 
 
-def copying_ports(url: str) -> dict[int, int]:
-    """Client port -> backend pid of this database's sessions inside a COPY (see ``copying_backends``)."""
-    dbname = sa.engine.make_url(url).database
-    return {int(port): int(pid) for pid, port in query(
-        url,
-        "SELECT pid, client_port FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() "
-        "AND xact_start IS NOT NULL AND query ILIKE 'COPY %' AND client_port IS NOT NULL",
-        db=dbname,
-    )}
+_COPYING = ("SELECT client_port, pid FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() "
+            "AND xact_start IS NOT NULL AND query ILIKE 'COPY %' AND client_port IS NOT NULL")
 
 
 def chunk_workers(run: Child) -> list[Any]:
@@ -419,27 +412,88 @@ def chunk_workers(run: Child) -> list[Any]:
     return found
 
 
-def kill_worker_mid_copy(run: Child, url: str, *, committed: int = 2) -> int:
-    """SIGKILL the chunk worker process whose database session is inside a COPY, once ``committed``
-    chunks are done; the run is frozen meanwhile, so the chunk cannot commit between the check and the
-    kill, and is continued afterwards (its parent must notice and retry). Returns the worker's pid."""
-    killed: list[int] = []
+def wait_stopped(run: Child, timeout: float = 30.0) -> None:
+    """Wait until ``run`` and every process under it is really stopped: SIGSTOP is delivered asynchronously,
+    and a look at their database sessions means something only once none of them can still send."""
+    import psutil
 
-    def mid_copy() -> bool:
-        if chunk_states(url).get("done", 0) < committed or not run.alive() or not copying_backends(url):
-            return False
-        with frozen(run):
-            ports = copying_ports(url)
-            for worker in chunk_workers(run):
-                with contextlib.suppress(Exception):
-                    if any(c.laddr and c.laddr.port in ports for c in worker.net_connections(kind="tcp")):
+    halted = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}
+
+    def all_stopped() -> bool:
+        try:
+            top = psutil.Process(run.pid)
+            procs = [top, *top.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return True
+        states = set()
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                states.add(proc.status())
+        return states <= halted
+
+    wait_until(all_stopped, timeout=timeout, interval=0.005, what=f"every process of {run.name} to stop")
+
+
+@dataclass(frozen=True)
+class KilledWorker:
+    """A chunk worker killed by ``kill_worker_mid_copy``."""
+
+    pid: int  # the chunk worker process
+    backend_pid: int  # its PostgreSQL session, seen inside the COPY and gone before the run went on
+
+
+def kill_worker_mid_copy(run: Child, url: str, *, committed: int = 2, timeout: float = 300) -> KilledWorker:
+    """SIGKILL the chunk worker process whose database session is inside a COPY, once ``committed`` chunks
+    are done. The run (the worker included) is frozen and seen stopped before the sessions are read, so
+    the chunk cannot commit between the check and the kill (after its COPY a chunk still runs statements
+    before COMMIT, one round trip each); the killed session must be gone, its transaction rolled back,
+    before the run is continued (its parent must then notice the death and retry)."""
+    import psutil
+
+    dbname = sa.engine.make_url(url).database
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    killed: list[KilledWorker] = []
+    # One autocommit session for the polling: each statement sees fresh statistics, no connect per look.
+    with engine.connect() as conn:
+
+        def copying() -> dict[int, int]:
+            return {int(port): int(pid) for port, pid in conn.execute(sa.text(_COPYING), {"db": dbname})}
+
+        def session_exists(backend: int) -> bool:
+            alive = conn.execute(sa.text("SELECT 1 FROM pg_stat_activity WHERE pid = :p"), {"p": backend})
+            return alive.first() is not None
+
+        def done() -> int:
+            try:
+                counted = conn.execute(sa.text("SELECT count(*) FROM ingest_chunks WHERE status = 'done'"))
+                return int(counted.scalar_one())
+            except sa.exc.ProgrammingError:
+                return 0  # tables not created yet by the run
+
+        def mid_copy() -> bool:
+            if done() < committed or not run.alive() or not copying():
+                return False
+            with frozen(run):
+                wait_stopped(run)
+                ports = copying()
+                for worker in chunk_workers(run):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        port = next((c.laddr.port for c in worker.net_connections(kind="tcp")
+                                     if c.laddr and c.laddr.port in ports), None)
+                        if port is None:
+                            continue
                         # No wait: the killed worker stays a zombie until its frozen parent reaps it.
                         worker.kill()
-                        killed.append(worker.pid)
+                        backend = ports[port]
+                        wait_until(lambda: not session_exists(backend), timeout=60,  # noqa: B023 - called here
+                                   what=f"the killed worker's session {backend} to end")
+                        killed.append(KilledWorker(worker.pid, backend))
                         return True
-        return False
+            return False
 
-    wait_until(mid_copy, timeout=300, what="a chunk worker in the middle of its COPY", child=run)
+        wait_until(mid_copy, timeout=timeout, interval=0.005, what="a chunk worker in the middle of its COPY",
+                   child=run)
+    engine.dispose()
     return killed[0]
 
 

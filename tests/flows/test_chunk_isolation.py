@@ -5,6 +5,7 @@ clear error and the next chunk gets a fresh worker."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sys
 from pathlib import Path
@@ -77,13 +78,42 @@ def test_workers_are_reused_across_chunks_and_a_dead_idle_worker_is_replaced(db_
 
 def test_a_worker_that_dies_mid_chunk_is_a_clear_error_with_its_exit_code() -> None:
     """The error text only, with a stand-in worker that loads nothing; a real worker killed during its COPY,
-    retried to exactly once, is not proved yet (the test that did it failed in CI and was removed)."""
+    retried to exactly once, is tests/faults/test_fault_worker.py."""
     dying = WorkerPool([sys.executable, "-c", "import sys; sys.stdin.buffer.read(8); "
                         "sys.stderr.write('worker out of memory\\n'); sys.exit(137)"])
     with pytest.raises(ChunkWorkerError, match=r"chunk 3 of job 5 failed in its worker process \(exit 137\): "
                                                r"worker out of memory"):
         dying.run(b"request", "chunk 3 of job 5")
     assert dying.idle_pids() == []  # a dead worker is never handed out again
+
+
+# A worker running the real serve loop whose loader answers its first chunk and is SIGKILLed in its second.
+_DIES_IN_ITS_SECOND_CHUNK = """
+import os, signal
+from clientes_ingest import chunk_worker, loader
+calls = []
+def load_chunk(*_args, **_kwargs):
+    calls.append(os.getpid())
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return len(calls)
+loader.load_chunk = load_chunk
+chunk_worker.main()
+"""
+
+
+def test_a_reused_worker_killed_mid_chunk_is_an_error_not_a_silent_second_run() -> None:
+    """A worker killed after it took a chunk (not while idle) is the task's ChunkWorkerError, to be retried by
+    the task's policy: the pool must not send the chunk again to a new worker by itself."""
+    pool = WorkerPool([sys.executable, "-c", _DIES_IN_ITS_SECOND_CHUNK])
+    request = pickle.dumps((None,) * 8)
+    assert pool.run(request, "chunk 1 of job 5") == 1
+    [pid] = pool.idle_pids()
+    with pytest.raises(ChunkWorkerError, match=r"chunk 2 of job 5 failed in its worker process \(exit -9\)"):
+        pool.run(request, "chunk 2 of job 5")
+    assert not _alive(pid)
+    assert pool.idle_pids() == []  # no new worker ran chunk 2 behind the error
+    pool.shutdown()
 
 
 def test_a_worker_exits_when_its_parent_is_killed_even_while_busy(tmp_path: Path) -> None:
