@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from clientes_ingest.flow_results import IngestResult
 from clientes_ingest.settings import Settings, load_settings, use_settings
 from clientes_ingest.storage import ObjectVersion
 
@@ -337,7 +338,7 @@ class InlineLauncher:
     mode: Mode = "inline"
 
     def __init__(self, *, remember: int = 10_000, settings: Settings | None = None,
-                 run_flow: Callable[[dict[str, Any]], tuple[str, Any]] | None = None) -> None:
+                 run_flow: Callable[[dict[str, Any]], tuple[str, IngestResult]] | None = None) -> None:
         self._settings = settings
         self._run_flow = run_flow or self._run_ingest_flow
         self._done: OrderedDict[str, LaunchResult] = OrderedDict()
@@ -354,15 +355,14 @@ class InlineLauncher:
         if idempotency_key is not None and (found := self.find(idempotency_key)) is not None:
             return found
         flow_run_id, outcome = self._run_flow(flow_parameters(source, job_id, chunk_size, pin))
-        loaded = outcome.get("job_id") if isinstance(outcome, dict) else None
-        result = LaunchResult(flow_run_id, True, self.mode, int(loaded) if loaded is not None else job_id)
+        result = LaunchResult(flow_run_id, True, self.mode, outcome.job_id)
         if idempotency_key is not None:
             self._done[idempotency_key] = result
             while len(self._done) > self._remember:
                 self._done.popitem(last=False)
         return result
 
-    def _run_ingest_flow(self, parameters: dict[str, Any]) -> tuple[str, Any]:
+    def _run_ingest_flow(self, parameters: dict[str, Any]) -> tuple[str, IngestResult]:
         with use_settings(self._settings or load_settings()):
             state = _ingest_flow()(**parameters, return_state=True)
         return str(state.state_details.flow_run_id), state.result()  # result() raises the run's error

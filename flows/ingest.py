@@ -26,7 +26,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from clientes_ingest.jobs import REJECTED_FILE
+from clientes_ingest.flow_results import IngestResult
+from clientes_ingest.jobs import REJECTED_FILE, Registration
 from clientes_ingest.settings import Settings, load_settings, reject_policy
 from clientes_ingest.sources import SourcePolicy
 from clientes_ingest.staging import resolve_source
@@ -94,7 +95,7 @@ class RunnerFromSettings(TaskRunner[PrefectFuture[Any]]):
 def ingest_clientes(
     source: str, force: bool = False, job_id: int | None = None, chunk_size: str | None = None,
     sha256: str | None = None, version_id: str | None = None, etag: str | None = None,
-) -> dict[str, Any]:
+) -> IngestResult:
     """Load a CLIENTES file exactly once: valid rows into ``clientes``, corrupt lines into ``ingest_rejects``.
 
     ``source``: a local path, ``file://`` or ``s3://bucket/key``; ``{MMYY}``-style placeholders are
@@ -102,6 +103,7 @@ def ingest_clientes(
     pre-registered job, or an unfinished job to resume. ``chunk_size``: e.g. ``"32MB"``.
     ``sha256``, ``version_id``, ``etag``: the content and object version the run was started for (set by
     the API and the trigger); only those bytes are loaded, else the run fails and loads nothing.
+    Returns the job as it ends and what this run did with the file (``IngestResult``).
     """
     logger = get_run_logger()
     settings = load_settings(chunk_size=chunk_size)
@@ -129,25 +131,9 @@ def ingest_clientes(
         logger.info("%s: job %d %s; nothing to load", staged.name, registration.job_id,
                     "already loaded this content" if registration.action == Action.ALREADY_LOADED
                     else "is loading this content in another run")
-        return {**read_job(db, registration.job_id).as_dict(), "action": str(registration.action)}
+        return IngestResult.of(read_job(db, registration.job_id), registration.action)
 
-    total = registration.chunk_count
-    done = total - len(registration.pending)
-    logger.info("job %d: %s, %d of %d chunks to load", registration.job_id, registration.action,
-                len(registration.pending), total)
-    progress_id = create_progress_artifact(progress=100.0 * done / total if total else 100.0,
-                                           description=f"Chunks processed, job {registration.job_id}")
-    assert isinstance(progress_id, UUID)  # the sync call inside a sync flow returns the id itself
-    load = ChunkLoad.of(db, storage, registration.job_id, registration.uri, settings)
-    futures = process_chunk.map(unmapped(load), list(registration.pending))
-    for future in as_completed(futures):
-        try:
-            future.result()
-        except Exception as exc:  # recorded on the chunk; the job is finalized as failed below
-            logger.error("a chunk failed after its retries: %s", exc)
-        done += 1
-        update_progress_artifact(progress_id, 100.0 * done / total)
-
+    _load_pending_chunks(registration, ChunkLoad.of(db, storage, registration.job_id, registration.uri, settings))
     summary = finalize_job(db, registration.job_id, policy)
     trends = publish_report(summary, read_chunks(db, registration.job_id),
                             read_reject_history(db, registration.job_id))
@@ -159,10 +145,33 @@ def ingest_clientes(
                            f"the missing chunks", summary.job_id)
     logger.info("job %d %s: %d rows, %d rejects", summary.job_id, summary.status, summary.rows_loaded,
                 summary.rows_rejected)
-    return {**summary.as_dict(), "action": str(registration.action)}
+    return IngestResult.of(summary, registration.action)
+
+
+def _load_pending_chunks(registration: Registration, load: ChunkLoad) -> None:
+    """Load the job's pending chunks on the flow's task runner, advancing a progress artifact as each ends.
+
+    A chunk that fails after its retries is logged and left to ``finalize_job``, which fails the job.
+    """
+    logger = get_run_logger()
+    total = registration.chunk_count
+    done = total - len(registration.pending)
+    logger.info("job %d: %s, %d of %d chunks to load", registration.job_id, registration.action,
+                len(registration.pending), total)
+    progress_id = create_progress_artifact(progress=100.0 * done / total if total else 100.0,
+                                           description=f"Chunks processed, job {registration.job_id}")
+    assert isinstance(progress_id, UUID)  # the sync call inside a sync flow returns the id itself
+    futures = process_chunk.map(unmapped(load), list(registration.pending))
+    for future in as_completed(futures):
+        try:
+            future.result()
+        except Exception as exc:  # recorded on the chunk; the job is finalized as failed
+            logger.error("a chunk failed after its retries: %s", exc)
+        done += 1
+        update_progress_artifact(progress_id, 100.0 * done / total)
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m flows.ingest SOURCE")
-    print(ingest_clientes(sys.argv[1]))
+    print(ingest_clientes(sys.argv[1]).model_dump_json(indent=2))

@@ -67,8 +67,7 @@ def recover_abandoned_jobs(
         else:
             try:
                 outcome = ingest_clientes(source=job.source_uri, job_id=job.job_id)
-                result.update(action=OUTCOMES.get(outcome.get("action", ""), outcome.get("action")),
-                              job_status=outcome.get("status"))
+                result.update(action=OUTCOMES.get(outcome.action, outcome.action), job_status=outcome.status)
             except Exception as exc:  # one job's failure must not keep the others from being resumed
                 logger.error("job %d could not be resumed: %s", job.job_id, exc)
                 result.update(action=RecoveryAction.FAILED, error=str(exc)[:500])

@@ -51,7 +51,7 @@ def test_in_process_runs_execute_once_per_idempotency_key(db: Database, tmp_path
     assert (again.flow_run_id, again.created, again.job_id) == (first.flow_run_id, False, job_id)
     assert launcher.find(key) == again
     result = launcher.wait(first.flow_run_id, timeout=120)
-    assert result["job_id"] == job_id and result["status"] == "completed_with_rejects"
+    assert result.job_id == job_id and result.status == "completed_with_rejects"
     assert job_queries.get_job(db.engine, job_id).total_lines == 1500
 
     # A restarted process forgets its keys; Prefect still knows the run by its idempotency key.

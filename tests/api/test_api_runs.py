@@ -70,8 +70,8 @@ def test_the_same_object_version_always_answers_the_same_run(
     aws_s3_client.put_object(Bucket=aws_bucket, Key=KEY, Body=b"Otra|Persona|1|Activo|1/2/2020|true|false\n")
     # Execute the scheduled run as a worker would: it reads the object in place and fills the job.
     result = run_flow(ingest_clientes, flow_run=run, parameters=run.parameters)
-    assert result["job_id"] == first.json()["jobId"]
-    pinned = jobs.job_source(Database(os.environ["CLIENTES_DB_URL"]).engine, result["job_id"])
+    assert result.job_id == first.json()["jobId"]
+    pinned = jobs.job_source(Database(os.environ["CLIENTES_DB_URL"]).engine, result.job_id)
     assert pinned is not None and pinned.version is not None
     assert pinned.version.version_id == head["VersionId"]  # recorded: a resumed run reads this version too
     job = runs_client.get(f"/jobs/{first.json()['jobId']}", headers=AUTH).json()

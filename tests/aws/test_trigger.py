@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,9 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from clientes_ingest.events import S3ObjectEvent
+from clientes_ingest.flow_results import IngestResult
 from clientes_ingest.settings import Settings, TriggerConfig
+from clientes_ingest.statuses import Action, JobStatus
 from deployments.launch import DeploymentLauncher, InlineLauncher, LaunchResult
 from deployments.trigger import (
     TriggerService,
@@ -317,9 +320,13 @@ def test_health_and_metrics_endpoints(
 
 def test_in_process_launcher_runs_each_event_once() -> None:
     calls: list[str] = []
-    outcomes = iter([RuntimeError("db down"), {"job_id": 7}])
+    loaded = IngestResult(job_id=7, action=Action.LOAD, status=JobStatus.COMPLETED, source_uri=f"s3://b/{INCOMING}",
+                          file_name=INCOMING.rsplit("/", 1)[-1], size_bytes=None, sha256=None, chunk_count=1,
+                          chunks_done=1, total_lines=1, blank_lines=0, rows_loaded=1, rows_rejected=0,
+                          duration_s=None, peak_rss_bytes=None, error=None)
+    outcomes: Iterator[Exception | IngestResult] = iter([RuntimeError("db down"), loaded])
 
-    def flow(parameters: dict[str, Any]) -> tuple[str, Any]:
+    def flow(parameters: dict[str, Any]) -> tuple[str, IngestResult]:
         calls.append(parameters["source"])
         assert parameters == {"source": f"s3://b/{INCOMING}", "etag": "e1"}  # the version the event announced
         outcome = next(outcomes)

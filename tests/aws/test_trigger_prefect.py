@@ -45,7 +45,7 @@ def local_reference(path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("CLIENTES_DB_URL", db_url)
     monkeypatch.setenv("CLIENTES_STORAGE", "local")
     result = ingest_clientes(source=str(path))
-    assert result["status"] in {"completed", "completed_with_rejects"}
+    assert result.status in {"completed", "completed_with_rejects"}
     return Database(db_url)
 
 
@@ -118,7 +118,7 @@ def test_upload_triggers_exactly_one_deployment_run_that_loads_like_local(
     # Execute the scheduled run here, as a worker would, reading the object in place with ranged GETs.
     monkeypatch.setenv("CLIENTES_DB_URL", flow_env["s3"])
     result = run_flow(ingest_clientes, flow_run=run, parameters=run.parameters)
-    assert result["chunk_count"] > 3 and result["status"] == "completed_with_rejects"
+    assert result.chunk_count > 3 and result.status == "completed_with_rejects"
 
     reference = local_reference(clients_file, flow_env["local"], monkeypatch)
     s3_db = Database(flow_env["s3"])

@@ -36,13 +36,13 @@ def test_subprocess_isolation_loads_exactly_what_threads_load(
     threaded = ingest_clientes(source=str(path), chunk_size="64KiB")
     monkeypatch.setenv("CLIENTES_CHUNK_ISOLATION", "subprocess")
     isolated = ingest_clientes(source=str(path), chunk_size="64KiB", force=True)
-    assert isolated["status"] == "completed_with_rejects" and isolated["chunk_count"] > 2
+    assert isolated.status == "completed_with_rejects" and isolated.chunk_count > 2
     db = Database(db_url)
-    assert rows(db, isolated["job_id"]) == rows(db, threaded["job_id"]) != []
-    assert rejects(db, isolated["job_id"]) == rejects(db, threaded["job_id"]) != []
+    assert rows(db, isolated.job_id) == rows(db, threaded.job_id) != []
+    assert rejects(db, isolated.job_id) == rejects(db, threaded.job_id) != []
     c = ingest_chunks.c
     with db.engine.connect() as conn:
-        peaks = conn.execute(sa.select(c.peak_rss_bytes).where(c.job_id == isolated["job_id"])).scalars().all()
+        peaks = conn.execute(sa.select(c.peak_rss_bytes).where(c.job_id == isolated.job_id)).scalars().all()
     # Each chunk process records its own peak: a process without Prefect, bounded by the block size.
     assert peaks and all(0 < peak < 256 * MiB for peak in peaks)
 

@@ -22,6 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from blocks.register import upsert_concurrency_limit
 from clientes_ingest.db import Database, clientes, ingest_chunks, ingest_jobs, utcnow
 from clientes_ingest.devtools.generator import generate
+from clientes_ingest.flow_results import IngestResult
 from flows.ingest import IngestFailed, ingest_clientes
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -66,15 +67,15 @@ def overlaps(intervals: list[tuple[datetime, datetime]]) -> int:
     return sum(1 for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False) if start < end)
 
 
-def assert_loaded_exactly_once(db: Database, result: dict[str, object]) -> None:
+def assert_loaded_exactly_once(db: Database, result: IngestResult) -> None:
     c = clientes.c
     with db.engine.connect() as conn:
         total, distinct = conn.execute(
-            sa.select(sa.func.count(), sa.func.count(sa.distinct(c.LineNumber))).where(c.JobId == result["job_id"])
+            sa.select(sa.func.count(), sa.func.count(sa.distinct(c.LineNumber))).where(c.JobId == result.job_id)
         ).one()
-    assert result["chunks_done"] == result["chunk_count"]
-    assert total == distinct == result["rows_loaded"] > 0
-    assert result["rows_loaded"] + result["rows_rejected"] + result["blank_lines"] == LINES  # type: ignore[operator]
+    assert result.chunks_done == result.chunk_count
+    assert total == distinct == result.rows_loaded > 0
+    assert result.rows_loaded + result.rows_rejected + result.blank_lines == LINES
 
 
 def chunk_attempts(db: Database, job_id: int) -> list[int]:
@@ -91,10 +92,10 @@ def test_one_slot_keeps_chunk_loads_apart(
     assert upsert_concurrency_limit(limit_name, 1) == "created"
     result = ingest_clientes(source=str(clients_file), chunk_size=CHUNK_SIZE)
     db = Database(pg_url)
-    assert result["chunk_count"] >= 4
+    assert result.chunk_count >= 4
     assert_loaded_exactly_once(db, result)
-    assert overlaps(load_intervals(db, result["job_id"])) == 0
-    assert chunk_attempts(db, result["job_id"]) == [1] * result["chunk_count"]  # waiting is not a failed attempt
+    assert overlaps(load_intervals(db, result.job_id)) == 0
+    assert chunk_attempts(db, result.job_id) == [1] * result.chunk_count  # waiting is not a failed attempt
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(limit_name).active_slots == 0  # every slot released
 
@@ -102,7 +103,7 @@ def test_one_slot_keeps_chunk_loads_apart(
 def test_two_slots_load_every_row_exactly_once(limit_name: str, clients_file: Path, pg_url: str) -> None:
     assert upsert_concurrency_limit(limit_name, 2) == "created"
     result = ingest_clientes(source=str(clients_file), chunk_size=CHUNK_SIZE)
-    assert result["chunk_count"] >= 4
+    assert result.chunk_count >= 4
     assert_loaded_exactly_once(Database(pg_url), result)
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(limit_name).active_slots == 0
@@ -113,7 +114,7 @@ def test_a_missing_limit_loads_everything_and_warns_once(
 ) -> None:
     with caplog.at_level(logging.INFO):
         result = ingest_clientes(source=str(clients_file), chunk_size=CHUNK_SIZE)
-    assert result["chunk_count"] >= 4
+    assert result.chunk_count >= 4
     assert_loaded_exactly_once(Database(pg_url), result)
     missing = f"global concurrency limit {limit_name!r} does not exist"
     warnings = [r for r in caplog.records if missing in r.getMessage()]
@@ -132,7 +133,7 @@ def test_an_empty_limit_name_turns_the_limit_off_and_chunks_overlap(
         result = ingest_clientes(source=str(clients_file), chunk_size=CHUNK_SIZE)
     db = Database(pg_url)
     assert_loaded_exactly_once(db, result)
-    assert overlaps(load_intervals(db, result["job_id"])) >= 1  # the 1-slot limit was not consulted
+    assert overlaps(load_intervals(db, result.job_id)) >= 1  # the 1-slot limit was not consulted
     assert "global concurrency limit" not in caplog.text
 
 
@@ -158,8 +159,8 @@ def test_a_run_waiting_for_a_slot_keeps_its_job_alive(
     monkeypatch.setenv("CLIENTES_JOB_LEASE_SECONDS", str(lease_seconds))
     assert upsert_concurrency_limit(limit_name, 1) == "created"
     db = Database(pg_url)
-    first: dict[str, object] = {}
-    runner = threading.Thread(target=lambda: first.update(
+    finished: list[IngestResult] = []
+    runner = threading.Thread(target=lambda: finished.append(
         ingest_clientes(source=str(clients_file), chunk_size=CHUNK_SIZE)))
     with concurrency(limit_name, occupy=1, strict=True):  # another writer holds the only slot
         runner.start()
@@ -175,9 +176,9 @@ def test_a_run_waiting_for_a_slot_keeps_its_job_alive(
             beat = conn.execute(sa.select(ingest_jobs.c.heartbeat_at).where(ingest_jobs.c.id == job["id"])).scalar_one()
         assert (utcnow() - beat.replace(tzinfo=None)).total_seconds() < lease_seconds
         second = ingest_clientes(source=str(clients_file), chunk_size=CHUNK_SIZE)
-        assert second["action"] == "in_progress" and second["job_id"] == job["id"]
+        assert second.action == "in_progress" and second.job_id == job["id"]
     runner.join(timeout=180)
-    assert not runner.is_alive() and first["job_id"] == job["id"]
-    assert_loaded_exactly_once(db, first)
+    assert not runner.is_alive() and [first.job_id for first in finished] == [job["id"]]
+    assert_loaded_exactly_once(db, finished[0])
     with db.engine.connect() as conn:
         assert conn.execute(sa.select(ingest_jobs.c.runs).where(ingest_jobs.c.id == job["id"])).scalar_one() == 1

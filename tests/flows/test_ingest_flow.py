@@ -72,30 +72,30 @@ def test_process_chunk_retries_three_times_with_backoff() -> None:
 
 def test_flow_loads_a_file_and_publishes_artifacts(env: Database, clients_file: Path) -> None:
     result = ingest_clientes(source=str(clients_file), chunk_size="40KiB")
-    assert result["action"] == "load" and result["status"] == "completed_with_rejects"
-    assert result["chunk_count"] > 3 and result["chunks_done"] == result["chunk_count"]
-    assert result["rows_loaded"] + result["rows_rejected"] + result["blank_lines"] == 2000
-    assert count(env, clientes) == result["rows_loaded"]
+    assert result.action == "load" and result.status == "completed_with_rejects"
+    assert result.chunk_count > 3 and result.chunks_done == result.chunk_count
+    assert result.rows_loaded + result.rows_rejected + result.blank_lines == 2000
+    assert count(env, clientes) == result.rows_loaded
     with env.engine.connect() as conn:
         flow_run_id = conn.execute(sa.select(ingest_jobs.c.flow_run_id)).scalar_one()
     with get_client(sync_client=True) as client:
-        keys = [f"clientes-job-{result['job_id']}", f"clientes-job-{result['job_id']}-rejects"]
+        keys = [f"clientes-job-{result.job_id}", f"clientes-job-{result.job_id}-rejects"]
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
             key=ArtifactFilterKey(any_=keys), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
         progress = client.read_artifacts(artifact_filter=ArtifactFilter(
             type=ArtifactFilterType(any_=["progress"]), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
     assert [p.data for p in progress] == [100.0]
     by_type = {a.type: a for a in artifacts}
-    assert f"{result['rows_loaded']:,}" in by_type["markdown"].data
+    assert f"{result.rows_loaded:,}" in by_type["markdown"].data
     table = json.loads(by_type["table"].data)  # the API stores a table artifact as JSON text
-    assert {row["reason"]: row["count"] for row in table} == result["rejects_by_reason"]
+    assert {row["reason"]: row["count"] for row in table} == result.rejects_by_reason
 
 
 def test_a_chunk_failing_twice_then_succeeding_loads_exactly_once(
     env: Database, clients_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = ingest_clientes(source=str(clients_file), chunk_size="40KiB")
-    expected = rows(env, reference["job_id"])
+    expected = rows(env, reference.job_id)
     storage = FailingChunks(tmp_path / "store", {})
     monkeypatch.setattr(resources, "open_storage", lambda settings, source=None: storage)
     second_chunk_start = 0
@@ -104,11 +104,11 @@ def test_a_chunk_failing_twice_then_succeeding_loads_exactly_once(
                                           .where(ingest_chunks.c.chunk_no == 1)).scalar_one()
     storage.failures = {second_chunk_start: 2}
     result = ingest_clientes(source=str(clients_file), chunk_size="40KiB", force=True)
-    assert result["status"] == "completed_with_rejects"
-    assert rows(env, result["job_id"]) == expected
+    assert result.status == "completed_with_rejects"
+    assert rows(env, result.job_id) == expected
     c = ingest_chunks.c
     with env.engine.connect() as conn:
-        attempts = dict(conn.execute(sa.select(c.chunk_no, c.attempts).where(c.job_id == result["job_id"])).all())
+        attempts = dict(conn.execute(sa.select(c.chunk_no, c.attempts).where(c.job_id == result.job_id)).all())
     assert attempts[1] == 3 and {n: a for n, a in attempts.items() if n != 1} == dict.fromkeys(
         (n for n in attempts if n != 1), 1)
 
@@ -117,10 +117,10 @@ def test_rerunning_the_same_file_adds_nothing_and_force_makes_a_new_job(env: Dat
     first = ingest_clientes(source=str(clients_file))
     loaded = count(env, clientes)
     again = ingest_clientes(source=str(clients_file))
-    assert (again["action"], again["job_id"]) == ("already_loaded", first["job_id"])
+    assert (again.action, again.job_id) == ("already_loaded", first.job_id)
     assert count(env, clientes) == loaded
     forced = ingest_clientes(source=str(clients_file), force=True)
-    assert forced["job_id"] != first["job_id"] and count(env, clientes) == 2 * loaded
+    assert forced.job_id != first.job_id and count(env, clientes) == 2 * loaded
 
 
 def test_a_failed_job_is_resumed_loading_only_its_missing_chunks(
@@ -144,13 +144,13 @@ def test_a_failed_job_is_resumed_loading_only_its_missing_chunks(
 
     storage.failures = {}
     result = ingest_clientes(source=str(clients_file), chunk_size="40KiB")
-    assert (result["action"], result["job_id"], result["status"]) == ("resume", job_id, "completed_with_rejects")
+    assert (result.action, result.job_id, result.status) == ("resume", job_id, "completed_with_rejects")
     states = chunk_states(env)
     assert states[2] == (2, "done", 5)
     assert all(attempts == 1 for n, _, attempts in states if n != 2)  # committed chunks were not touched
     assert count(env, clientes) > partial
-    assert result["rows_loaded"] + result["rows_rejected"] + result["blank_lines"] == 2000
-    assert len(rejects(env)) == result["rows_rejected"]
+    assert result.rows_loaded + result.rows_rejected + result.blank_lines == 2000
+    assert len(rejects(env)) == result.rows_rejected
 
 
 def test_a_missing_source_fails_the_run_clearly(env: Database, tmp_path: Path) -> None:
@@ -165,4 +165,4 @@ def test_a_dated_template_is_resolved_from_the_run_time(env: Database, tmp_path:
     path = tmp_path / f"CLIENTES_IN_{today:%m%y}.dat"
     path.write_text("a|b|1|Activo|1/1/2020|true|false\n")
     result = ingest_clientes(source=str(tmp_path / "CLIENTES_IN_{MMYY}.dat"))
-    assert result["file_name"] == path.name and result["rows_loaded"] == 1
+    assert result.file_name == path.name and result.rows_loaded == 1

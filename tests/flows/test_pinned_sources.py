@@ -72,18 +72,18 @@ def test_an_upload_planned_at_upload_time_is_loaded_without_a_second_read(
     result = ingest_clientes(source=upload.uri, job_id=job_id, sha256=upload.sha256, etag=upload.version.etag,
                              chunk_size="40KB")
 
-    assert (result["job_id"], result["action"], result["status"]) == (job_id, "load", "completed_with_rejects")
+    assert (result.job_id, result.action, result.status) == (job_id, "load", "completed_with_rejects")
     assert reads.scans == []  # no second pass to hash and plan it
     assert reads.range_bytes == upload.size  # each byte read once, by its chunk
-    assert result["chunk_count"] == len(upload.chunks) and result["sha256"] == upload.sha256
-    assert result["rows_loaded"] + result["rows_rejected"] + result["blank_lines"] == 2000
+    assert result.chunk_count == len(upload.chunks) and result.sha256 == upload.sha256
+    assert result.rows_loaded + result.rows_rejected + result.blank_lines == 2000
     # The same rows as a run that staged the file itself.
     source = tmp_path / "again" / upload.name
     source.parent.mkdir()
     source.write_bytes(Path(upload.uri.removeprefix("file://")).read_bytes())
     direct = ingest_clientes(source=str(source), force=True, chunk_size="40KB")
     strip = [row[1:] for row in rows(env, job_id)]
-    assert strip == [row[1:] for row in rows(env, direct["job_id"])] and len(strip) > 1000
+    assert strip == [row[1:] for row in rows(env, direct.job_id)] and len(strip) > 1000
 
 
 def test_bytes_changed_under_a_planned_upload_fail_its_job_and_load_nothing(

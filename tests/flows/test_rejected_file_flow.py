@@ -42,4 +42,4 @@ def test_a_random_bytes_file_fails_the_flow_run_as_rejected_file(
 
     monkeypatch.setenv("CLIENTES_MAX_REJECT_RATIO", "1")  # the operator decides to load it anyway
     result = ingest_clientes(source=str(path), chunk_size="64KiB", force=True)
-    assert (result["job_id"], result["status"]) == (2, "completed_with_rejects")
+    assert (result.job_id, result.status) == (2, "completed_with_rejects")

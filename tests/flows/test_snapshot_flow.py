@@ -22,7 +22,7 @@ def test_the_hook_reports_the_view_of_the_completed_job(
     first, second = tmp_path / "CLIENTES_IN_0525.dat", tmp_path / "CLIENTES_IN_0625.dat"
     first.write_text("María|Gómez|45678901|Activo|11/13/2021|true|false\nbad|line\n", encoding="utf-8")
     second.write_text("Juan|Pérez|12345678|Inactivo|8/9/2022|false|\n" * 3, encoding="utf-8")
-    job = ingest_clientes(source=str(first))["job_id"]
+    job = ingest_clientes(source=str(first)).job_id
     assert clientes_snapshot_ready(job) == {"job_id": job, "current": True, "view_job_id": job, "view_rows": 1}
-    later = ingest_clientes(source=str(second))["job_id"]
+    later = ingest_clientes(source=str(second)).job_id
     assert clientes_snapshot_ready(job) == {"job_id": job, "current": False, "view_job_id": later, "view_rows": 3}

@@ -63,4 +63,4 @@ def test_in_deployment_mode_a_run_reads_only_local_files_under_the_allowed_roots
             ingest_clientes(source=source)
     assert reject_count(db) == 0  # nothing of those files became a reject
     result = ingest_clientes(source=str(inbox / "CLIENTES_IN_0425.dat"))
-    assert result["rows_loaded"] == 1 and result["status"] == "completed"
+    assert result.rows_loaded == 1 and result.status == "completed"

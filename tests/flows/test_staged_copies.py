@@ -57,14 +57,14 @@ def test_a_rerun_of_loaded_content_deletes_its_own_copy_and_force_keeps_its_job_
     s3_env: Database, clients_file: Path, aws_s3_client: Any, aws_bucket: str
 ) -> None:
     first = ingest_clientes(source=str(clients_file))
-    assert first["action"] == "load" and len(bucket_uris(aws_s3_client, aws_bucket)) == 1
+    assert first.action == "load" and len(bucket_uris(aws_s3_client, aws_bucket)) == 1
     again = ingest_clientes(source=str(clients_file))
-    assert (again["action"], again["job_id"]) == ("already_loaded", first["job_id"])
-    assert bucket_uris(aws_s3_client, aws_bucket) == job_uris(s3_env) == {first["source_uri"]}
+    assert (again.action, again.job_id) == ("already_loaded", first.job_id)
+    assert bucket_uris(aws_s3_client, aws_bucket) == job_uris(s3_env) == {first.source_uri}
 
     forced = ingest_clientes(source=str(clients_file), force=True)  # a new job: its copy is its own
-    assert forced["source_uri"] != first["source_uri"]
-    assert bucket_uris(aws_s3_client, aws_bucket) == job_uris(s3_env) == {first["source_uri"], forced["source_uri"]}
+    assert forced.source_uri != first.source_uri
+    assert bucket_uris(aws_s3_client, aws_bucket) == job_uris(s3_env) == {first.source_uri, forced.source_uri}
 
 
 def test_a_rerun_of_refused_content_deletes_its_own_copy(
@@ -86,9 +86,9 @@ def test_an_in_place_source_is_never_deleted_even_when_another_key_loaded_its_co
         aws_s3_client.put_object(Bucket=aws_bucket, Key=key, Body=body)
     first_uri, second_uri = (f"s3://{aws_bucket}/incoming/{d}/CLIENTES_IN_0425.dat" for d in "ab")
     first = ingest_clientes(source=first_uri)
-    assert first["source_uri"] == first_uri
+    assert first.source_uri == first_uri
     for source in (second_uri, first_uri):  # the same bytes under another key, then the job's own key
-        assert ingest_clientes(source=source)["action"] == "already_loaded"
+        assert ingest_clientes(source=source).action == "already_loaded"
     assert bucket_uris(aws_s3_client, aws_bucket) == {first_uri, second_uri}  # nothing staged, nothing deleted
 
 
@@ -108,7 +108,7 @@ def test_only_an_unreferenced_s3_copy_stored_by_this_run_is_deleted(
     s3_env: Database, clients_file: Path, aws_s3_client: Any, aws_bucket: str, tmp_path: Path
 ) -> None:
     first = ingest_clientes(source=str(clients_file))
-    engine, job_uri = s3_env.engine, first["source_uri"]
+    engine, job_uri = s3_env.engine, first.source_uri
     s3 = S3Storage(aws_s3_client, aws_bucket, "uploads/")
     with clients_file.open("rb") as handle:
         copy = s3.store(handle, clients_file.name).uri
@@ -145,6 +145,6 @@ def test_a_copy_that_cannot_be_deleted_is_retried_and_does_not_fail_the_run(
 
     monkeypatch.setattr(S3Storage, "delete", refuse)
     again = ingest_clientes(source=str(clients_file))
-    assert (again["action"], again["job_id"]) == ("already_loaded", first["job_id"])
-    (orphan,) = bucket_uris(aws_s3_client, aws_bucket) - {first["source_uri"]}
+    assert (again.action, again.job_id) == ("already_loaded", first.job_id)
+    (orphan,) = bucket_uris(aws_s3_client, aws_bucket) - {first.source_uri}
     assert attempts == [orphan] * 4  # the first try and three retries

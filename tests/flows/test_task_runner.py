@@ -76,7 +76,7 @@ def test_a_run_from_the_deployment_entrypoint_takes_chunk_concurrency_from_the_s
     monkeypatch.chdir(ROOT)
     deployed = load_flow_from_entrypoint("flows/ingest.py:ingest_clientes")  # what prefect.yaml names
     result = deployed(source=str(source), chunk_size="40KiB")
-    assert result["chunk_count"] >= 4 and result["chunks_done"] == result["chunk_count"]
+    assert result.chunk_count >= 4 and result.chunks_done == result.chunk_count
     if concurrency == 1:
         assert storage.peak == 1
     else:

@@ -59,15 +59,15 @@ def test_hostile_file_ends_as_expected_rows_and_rejects(name: str, flow_env: Dat
 
     result = ingest_clientes(source=str(path))
 
-    assert result["status"] == case.status
-    assert (result["total_lines"], result["blank_lines"]) == (case.total_lines, case.blank_lines)
-    assert (result["rows_loaded"], result["rows_rejected"]) == (len(case.rows), len(case.rejects))
+    assert result.status == case.status
+    assert (result.total_lines, result.blank_lines) == (case.total_lines, case.blank_lines)
+    assert (result.rows_loaded, result.rows_rejected) == (len(case.rows), len(case.rejects))
     db = flow_env
-    rows = stored_rows(db, result["job_id"])
+    rows = stored_rows(db, result.job_id)
     assert sorted(rows) == sorted(case.rows)
     for number, expected in case.rows.items():
         assert {k: rows[number][k] for k in expected} == expected, number
-    found = stored_rejects(db, result["job_id"])
+    found = stored_rejects(db, result.job_id)
     assert {n: reason for n, (reason, _, _) in found.items()} == case.rejects
     for number, length in case.raw_lengths.items():
         assert found[number][2] == length

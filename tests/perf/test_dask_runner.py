@@ -44,16 +44,16 @@ def test_dask_runner_loads_exactly_the_rows_of_the_default_runner(env: Database,
                                             "dashboard_address": None})
     on_dask = ingest_clientes.with_options(task_runner=runner)(source=str(source), chunk_size="32KiB", force=True)
 
-    assert reference["status"] == on_dask["status"] == "completed_with_rejects"
-    assert on_dask["job_id"] != reference["job_id"]
-    assert on_dask["chunk_count"] == reference["chunk_count"] >= 4  # several chunks, spread over the workers
-    assert done_chunks(env, on_dask["job_id"]) == on_dask["chunk_count"]
+    assert reference.status == on_dask.status == "completed_with_rejects"
+    assert on_dask.job_id != reference.job_id
+    assert on_dask.chunk_count == reference.chunk_count >= 4  # several chunks, spread over the workers
+    assert done_chunks(env, on_dask.job_id) == on_dask.chunk_count
     for key in ("rows_loaded", "rows_rejected", "blank_lines", "total_lines", "rejects_by_reason"):
-        assert on_dask[key] == reference[key], key
-    expected_rows, got_rows = rows(env, reference["job_id"]), rows(env, on_dask["job_id"])
-    assert len(got_rows) == reference["rows_loaded"] > 0
+        assert getattr(on_dask, key) == getattr(reference, key), key
+    expected_rows, got_rows = rows(env, reference.job_id), rows(env, on_dask.job_id)
+    assert len(got_rows) == reference.rows_loaded > 0
     assert got_rows == expected_rows
-    assert rejects(env, on_dask["job_id"]) == rejects(env, reference["job_id"])
+    assert rejects(env, on_dask.job_id) == rejects(env, reference.job_id)
 
 
 def test_task_runner_is_chosen_by_clientes_dask_address(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clientes_ingest.cli.common import (
     EXIT_FAILED,
@@ -25,8 +25,12 @@ from clientes_ingest.cli.common import (
     flow_settings,
     print_summary,
 )
+from clientes_ingest.flow_results import IngestResult
 from clientes_ingest.settings import DEFAULT_DB_URL, Settings, parse_size, use_settings
 from clientes_ingest.statuses import LOADED, Action
+
+if TYPE_CHECKING:
+    from clientes_ingest.job_queries import JobSummary
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -45,22 +49,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = command_settings(args)
     db = database(args, settings)
     settings = flow_settings(args, settings)
-    summary = _run_flow(args, db, settings)
-    while summary.get("action") == Action.IN_PROGRESS and args.wait:
-        finished = _wait_for_holder(db, summary["job_id"], settings)
-        summary = finished.as_dict() if finished is not None else _run_flow(args, db, settings)  # None: take it over
-    if summary.get("action") == Action.IN_PROGRESS:
-        print(f"error: job {summary['job_id']} ({Path(args.file).name}) is being loaded by another run that may "
-              f"be alive: {summary['holder']}; not loading it twice. Use --wait to wait for it and exit by its "
-              f"outcome", file=sys.stderr)
+    outcome = _run_flow(args, db, settings)
+    while isinstance(outcome, IngestResult) and outcome.action == Action.IN_PROGRESS and args.wait:
+        finished = _wait_for_holder(db, outcome.job_id, settings)
+        outcome = finished if finished is not None else _run_flow(args, db, settings)  # None: take it over
+    action = outcome.action if isinstance(outcome, IngestResult) else None
+    if action == Action.IN_PROGRESS:
+        print(f"error: job {outcome.job_id} ({Path(args.file).name}) is being loaded by another run that may "
+              f"be alive: {_holder_of(db, outcome.job_id)}; not loading it twice. Use --wait to wait for it and "
+              f"exit by its outcome", file=sys.stderr)
         return EXIT_HELD
-    print_summary(summary)
-    if summary.get("action") == Action.ALREADY_LOADED:
+    print_summary(outcome.model_dump() if isinstance(outcome, IngestResult) else outcome.as_dict())
+    if action == Action.ALREADY_LOADED:
         return 0  # loaded by an earlier job: nothing for this run to do, not a failure
-    return 0 if summary["status"] in LOADED else EXIT_FAILED
+    return 0 if outcome.status in LOADED else EXIT_FAILED
 
 
-def _wait_for_holder(db: Any, job_id: int, settings: Settings) -> Any:
+def _wait_for_holder(db: Any, job_id: int, settings: Settings) -> JobSummary | None:
     """The job's summary once its holder finishes it; None if the holder died (the caller takes it over)."""
     from clientes_ingest import lease
     from clientes_ingest.tasks import holder_is_dead
@@ -72,7 +77,8 @@ def _wait_for_holder(db: Any, job_id: int, settings: Settings) -> Any:
                               holder_is_dead=holder_is_dead)
 
 
-def _run_flow(args: argparse.Namespace, db: Any, settings: Settings) -> dict[str, Any]:
+def _run_flow(args: argparse.Namespace, db: Any, settings: Settings) -> IngestResult | JobSummary:
+    """The run's result; the job's stored summary if the run failed with a job (``IngestFailed``)."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn, TransferSpeedColumn
 
     from clientes_ingest import progress
@@ -91,26 +97,26 @@ def _run_flow(args: argparse.Namespace, db: Any, settings: Settings) -> dict[str
         flow = ingest_clientes.with_options(task_runner=build_task_runner(settings))
         with progress.listening(on_event), use_settings(settings):
             try:
-                result: dict[str, Any] = flow(source=args.file, force=args.force, job_id=args.job_id,
-                                              chunk_size=args.chunk_size)
+                result = flow(source=args.file, force=args.force, job_id=args.job_id, chunk_size=args.chunk_size)
             except IngestFailed as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 if exc.job_id is None:
                     raise CliError(str(exc), EXIT_FAILED) from None
-                return get_job(db.engine, exc.job_id).as_dict()
+                return get_job(db.engine, exc.job_id)
             except Exception as exc:
                 raise CliError(f"{exc}", EXIT_FAILED) from None
-    if result.get("action") == Action.ALREADY_LOADED:
-        print(f"{Path(args.file).name} was already loaded by job {result['job_id']}; nothing to do "
+    if result.action == Action.ALREADY_LOADED:
+        print(f"{Path(args.file).name} was already loaded by job {result.job_id}; nothing to do "
               f"(use --force to load it again)")
-    elif result.get("action") == Action.IN_PROGRESS:
-        from clientes_ingest.lease import holder
-
-        current = holder(db.engine, result["job_id"])
-        result["holder"] = current.describe() if current is not None else "a run that has just finished"
     return result
 
 
+def _holder_of(db: Any, job_id: int) -> str:
+    """Who holds the job now, for the message of a run that found it held."""
+    from clientes_ingest.lease import holder
+
+    current = holder(db.engine, job_id)
+    return current.describe() if current is not None else "a run that has just finished"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
