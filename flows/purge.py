@@ -9,11 +9,11 @@ Requires: the settings of ``clientes_ingest.settings`` (env ``CLIENTES_*``).
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from prefect import flow, get_run_logger
 
 from clientes_ingest.failures import SomeJobsFailed
+from clientes_ingest.flow_results import PurgeResult
 from clientes_ingest.retention import DEFAULT_BATCH_LINES, cutoff_for
 from clientes_ingest.retention_tasks import (
     find_purgeable_jobs,
@@ -25,7 +25,7 @@ from clientes_ingest.retention_tasks import (
 from clientes_ingest.settings import load_settings
 
 
-class PurgeFailed(SomeJobsFailed):
+class PurgeFailed(SomeJobsFailed[PurgeResult]):
     """Raised at the end of a purge in which some job could not be purged; ``results`` has them all."""
 
 
@@ -33,38 +33,39 @@ class PurgeFailed(SomeJobsFailed):
 def purge_old_jobs(
     older_than: str | None = None, keep_rows: bool = False, dry_run: bool = False, limit: int = 1000,
     batch_lines: int = DEFAULT_BATCH_LINES,
-) -> list[dict[str, Any]]:
+) -> list[PurgeResult]:
     """Purge up to ``limit`` jobs finished more than ``older_than`` (e.g. ``"30d"``) ago, oldest first.
 
     ``keep_rows``: keep their ``clientes`` rows (and so their content claim). ``dry_run``: only report
-    what would be removed. ``batch_lines``: line numbers per delete transaction. One dict per job.
+    what would be removed. ``batch_lines``: line numbers per delete transaction. One ``PurgeResult`` per job.
     """
     logger = get_run_logger()
     settings = load_settings()
     age = older_than or settings.retention
     cutoff = cutoff_for(age)
     db, storages = load_purge_resources(settings)
-    results: list[dict[str, Any]] = []
+    results: list[PurgeResult] = []
     for job in find_purgeable_jobs(db, cutoff, keep_rows, limit):
         try:
-            result = preview_job(db, storages, job, keep_rows) if dry_run else \
+            purged = preview_job(db, storages, job, keep_rows) if dry_run else \
                 purge_job(db, storages, job, cutoff, keep_rows, batch_lines)
         except Exception as exc:  # one job's failure must not keep the others from being purged
             logger.error("job %d could not be purged: %s", job["id"], exc)
-            result = {"job_id": job["id"], "file_name": job["file_name"], "status": job["status"],
-                      "finished_at": str(job["finished_at"]), "error": str(exc)[:500]}
-        if result is None:
+            results.append(PurgeResult.failed(job, str(exc)[:500]))
+            continue
+        if purged is None:
             logger.info("job %d was taken over by a run since it was found; left alone", job["id"])
             continue
-        logger.info("job %d (%s): stored file %s, %d rejects, %d rows%s", result["job_id"], result["status"],
-                    result.get("object", "?"), result.get("rejects_deleted", 0), result.get("rows_deleted", 0),
-                    " (dry run)" if dry_run else "")
+        result = PurgeResult.of(purged)
+        logger.info("job %d (%s): stored file %s, %d rejects, %d rows%s", result.job_id, result.status,
+                    result.object, result.rejects_deleted, result.rows_deleted, " (dry run)" if dry_run else "")
         results.append(result)
     publish_purge_report(results, age, dry_run)
-    PurgeFailed.check(results, [r["job_id"] for r in results if r.get("error")], "job(s) could not be purged",
+    PurgeFailed.check(results, [r.job_id for r in results if r.error], "job(s) could not be purged",
                       then="; the next purge completes them")
     return results
 
 
 if __name__ == "__main__":
-    print(purge_old_jobs(older_than=sys.argv[1] if len(sys.argv) > 1 else None))
+    for purged in purge_old_jobs(older_than=sys.argv[1] if len(sys.argv) > 1 else None):
+        print(purged.model_dump_json())

@@ -6,18 +6,20 @@ caller (the CLI) can report them all. Pure: no Prefect, no IO.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Generic, TypeVar
+
+R = TypeVar("R")  # one job's result (``flow_results.PurgeResult``, ``RecoveryResult``)
 
 
-class SomeJobsFailed(RuntimeError):
+class SomeJobsFailed(RuntimeError, Generic[R]):
     """Raised at the end of a flow over many jobs in which some job failed; ``results`` has them all."""
 
-    def __init__(self, message: str, results: list[dict[str, Any]]) -> None:
+    def __init__(self, message: str, results: list[R]) -> None:
         super().__init__(message)
         self.results = results
 
     @classmethod
-    def check(cls, results: list[dict[str, Any]], failed: list[int], what: str, then: str = "") -> None:
+    def check(cls, results: list[R], failed: list[int], what: str, then: str = "") -> None:
         """Raise if any job failed (``failed``: their ids), saying ``"2 of 5 <what>: 3, 4<then>"``."""
         if failed:
             raise cls(f"{len(failed)} of {len(results)} {what}: {', '.join(map(str, failed))}{then}", results)

@@ -7,7 +7,6 @@ Requires: prefect 3; for ``start_ingest_run`` the named deployment applied (pref
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -15,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from clientes_ingest import recovery, resources
 from clientes_ingest.db import Database
+from clientes_ingest.flow_results import RecoveryResult
 from clientes_ingest.settings import Settings
 from clientes_ingest.tasks import backoff
 
@@ -76,10 +76,10 @@ def start_ingest_run(deployment: str, job: recovery.AbandonedJob) -> StartedRun:
 
 
 @task(cache_policy=NO_CACHE)
-def publish_recovery_report(results: list[dict[str, Any]], lease_seconds: float) -> None:
+def publish_recovery_report(results: list[RecoveryResult], lease_seconds: float) -> None:
     """A table artifact: every abandoned job found and what this run did with it."""
     columns = ("job_id", "status", "file_name", "idle_seconds", "chunks_done", "chunk_count", "action",
                "flow_run_id", "error")
-    table = [{c: ("" if r.get(c) is None else r[c]) for c in columns} for r in results]
+    table = [{c: ("" if (value := getattr(r, c)) is None else value) for c in columns} for r in results]
     create_table_artifact(table=table or [{c: "" for c in columns}], key=REPORT_KEY,
                           description=f"Abandoned jobs (lease {lease_seconds:.0f}s): {len(results)} found")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,9 +69,6 @@ class PurgedJob:
     rows_deleted: int = 0
     claim_released: bool = False
     rows_kept: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "finished_at": self.finished_at.isoformat(sep=" ")}
 
 
 def candidates_statement(cutoff: dt.datetime, keep_rows: bool, limit: int) -> sa.Select[Any]:

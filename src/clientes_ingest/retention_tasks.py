@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from clientes_ingest import retention
 from clientes_ingest.db import Database
+from clientes_ingest.flow_results import PurgeResult
 from clientes_ingest.resources import open_database, open_storage
 from clientes_ingest.settings import Settings
 from clientes_ingest.storage import Storage
@@ -50,24 +51,33 @@ def find_purgeable_jobs(db: Database, cutoff: dt.datetime, keep_rows: bool, limi
 
 @task(retries=3, retry_delay_seconds=backoff(3), cache_policy=NO_CACHE)
 def purge_job(db: Database, storages: StorageFinder, job: dict[str, Any], cutoff: dt.datetime, keep_rows: bool,
-              batch_lines: int) -> dict[str, Any] | None:
-    """Purge one job; a retry completes what a failed attempt began (every step is idempotent)."""
-    done = retention.purge_job(db.engine, job, storages, cutoff, keep_rows=keep_rows, batch_lines=batch_lines)
-    return None if done is None else done.as_dict()
+              batch_lines: int) -> retention.PurgedJob | None:
+    """Purge one job; a retry completes what a failed attempt began (every step is idempotent).
+
+    None: a run took the job over since it was found (it is left alone).
+    """
+    return retention.purge_job(db.engine, job, storages, cutoff, keep_rows=keep_rows, batch_lines=batch_lines)
 
 
 @task(retries=2, retry_delay_seconds=backoff(2), cache_policy=NO_CACHE)
-def preview_job(db: Database, storages: StorageFinder, job: dict[str, Any], keep_rows: bool) -> dict[str, Any]:
+def preview_job(db: Database, storages: StorageFinder, job: dict[str, Any], keep_rows: bool) -> retention.PurgedJob:
     """What purging one job would remove (a dry run changes nothing)."""
-    return retention.preview_job(db.engine, job, storages, keep_rows=keep_rows).as_dict()
+    return retention.preview_job(db.engine, job, storages, keep_rows=keep_rows)
 
 
 @task(cache_policy=NO_CACHE)
-def publish_purge_report(results: list[dict[str, Any]], older_than: str, dry_run: bool) -> None:
+def publish_purge_report(results: list[PurgeResult], older_than: str, dry_run: bool) -> None:
     """A table artifact: every job purged (or that a dry run would purge) and what went."""
     columns = ("job_id", "file_name", "status", "finished_at", "object", "rejects_deleted", "rows_deleted",
                "claim_released", "error")
-    table = [{c: ("" if r.get(c) is None else r[c]) for c in columns} for r in results]
+    table = [{c: _cell(getattr(r, c)) for c in columns} for r in results]
     verb = "would purge" if dry_run else "purged"
     create_table_artifact(table=table or [{c: "" for c in columns}], key=REPORT_KEY,
                           description=f"Jobs finished more than {older_than} ago: {verb} {len(results)}")
+
+
+def _cell(value: Any) -> Any:
+    """A cell of the report: blank for None, a time as ``YYYY-MM-DD HH:MM:SS``."""
+    if value is None:
+        return ""
+    return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value

@@ -65,9 +65,9 @@ def test_recovery_flow_resumes_a_killed_run_loading_only_missing_chunks(
     monkeypatch.setenv(LEASE_ENV, "0.5")
     wait_heartbeat_older_than(url, job_id, 1)
     (result,) = recover_abandoned_jobs(lease_seconds=0.5)
-    assert (result["job_id"], result["status"], result["action"], result["job_status"]) == (
+    assert (result.job_id, result.status, result.action, result.job_status) == (
         job_id, "running", "resumed", "completed_with_rejects")
-    assert result["chunks_done"] == sum(s == "done" for s, _ in before.values())
+    assert result.chunks_done == sum(s == "done" for s, _ in before.values())
     assert_loaded_exactly_once(url, job_id, before, reference)
 
 

@@ -62,12 +62,12 @@ def test_the_flow_purges_jobs_older_than_the_configured_retention(
     before: dict[int, Any] = {j: (rows(db, j), rejects(db, j)) for j in (old, middle, newest)}
 
     preview = purge_old_jobs(dry_run=True)
-    assert [(r["job_id"], r["object"], r["rows_deleted"]) for r in preview] == [
+    assert [(r.job_id, r.object, r.rows_deleted) for r in preview] == [
         (old, "would be deleted", len(before[old][0]))]
     assert {j: (rows(db, j), rejects(db, j)) for j in before} == before
 
     done = purge_old_jobs()
-    assert [(r["job_id"], r["object"], r["rejects_deleted"], r["rows_deleted"], r["claim_released"])
+    assert [(r.job_id, r.object, r.rejects_deleted, r.rows_deleted, r.claim_released)
             for r in done] == [(old, "deleted", len(before[old][1]), len(before[old][0]), True)]
     assert not storage.exists(uri(db, old)) and rows(db, old) == [] and rejects(db, old) == []
     for j in (middle, newest):
@@ -75,7 +75,7 @@ def test_the_flow_purges_jobs_older_than_the_configured_retention(
 
     # An explicit age wins over the setting; rows can be kept.
     (kept,) = purge_old_jobs(older_than="1d", keep_rows=True)
-    assert (kept["job_id"], kept["object"], kept["rows_kept"]) == (middle, "deleted", True)
+    assert (kept.job_id, kept.object, kept.rows_kept) == (middle, "deleted", True)
     assert rows(db, middle) == before[middle][0] and rejects(db, middle) == []
 
 

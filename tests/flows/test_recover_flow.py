@@ -90,7 +90,7 @@ def test_abandoned_running_and_pending_jobs_are_resumed_in_process(
     results = state.result()
 
     # The longest idle first.
-    assert [(r["job_id"], r["status"], r["action"], r["job_status"]) for r in results] == [
+    assert [(r.job_id, r.status, r.action, r.job_status) for r in results] == [
         (pending_id, "pending", "resumed", "completed_with_rejects"),
         (running_id, "running", "resumed", "completed_with_rejects"),
     ]
@@ -138,10 +138,10 @@ def test_one_failing_job_does_not_stop_the_others_and_fails_the_run(env: Databas
     with pytest.raises(RecoveryFailed, match=f"1 of 2 abandoned job\\(s\\) could not be resumed: {lost_id}") as err:
         recover_abandoned_jobs(lease_seconds=LEASE)
 
-    by_id = {r["job_id"]: r for r in err.value.results}
-    assert [r["job_id"] for r in err.value.results] == [lost_id, good_id]
-    assert by_id[lost_id]["action"] == "failed" and "no such file" in by_id[lost_id]["error"]
-    assert (by_id[good_id]["action"], by_id[good_id]["job_status"]) == ("resumed", "completed_with_rejects")
+    by_id = {r.job_id: r for r in err.value.results}
+    assert [r.job_id for r in err.value.results] == [lost_id, good_id]
+    assert by_id[lost_id].action == "failed" and "no such file" in by_id[lost_id].error
+    assert (by_id[good_id].action, by_id[good_id].job_status) == ("resumed", "completed_with_rejects")
     # The lost job's failure is recorded on it (a failed job is not retried by the next recovery).
     assert job_queries.get_job(env.engine, lost_id).status == "failed"
     assert recover_abandoned_jobs(lease_seconds=LEASE) == []
@@ -163,15 +163,15 @@ def test_deployment_mode_creates_one_run_per_takeover(env: Database, tmp_path: P
     (run,) = runs  # the second recovery found the first one's run instead of starting another
     assert run.parameters == {"source": source, "job_id": job_id}
     assert run.state is not None and run.state.is_scheduled()
-    assert [(r["job_id"], r["action"], r["flow_run_id"]) for r in first] == [(job_id, "started", str(run.id))]
-    assert [(r["job_id"], r["action"], r["flow_run_id"]) for r in second] == [(job_id, "already started",
+    assert [(r.job_id, r.action, r.flow_run_id) for r in first] == [(job_id, "started", str(run.id))]
+    assert [(r.job_id, r.action, r.flow_run_id) for r in second] == [(job_id, "already started",
                                                                                str(run.id))]
 
     # A later takeover of the same job (another run took it over and died too) gets a run of its own.
     with env.engine.begin() as conn:
         conn.execute(ingest_jobs.update().where(ingest_jobs.c.id == job_id).values(runs=ingest_jobs.c.runs + 1))
     (third,) = recover_abandoned_jobs(lease_seconds=LEASE, deployment="ingest-clientes/recover-test")
-    assert third["action"] == "started" and third["flow_run_id"] != str(run.id)
+    assert third.action == "started" and third.flow_run_id != str(run.id)
     with get_client(sync_client=True) as client:
         assert len(client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))) == 2
@@ -194,15 +194,15 @@ def test_deployment_mode_replaces_a_run_that_ended_without_taking_the_job_over(e
     started: list[str] = []
     for _ in range(recovery_tasks.MAX_STARTS):
         (result,) = recover_abandoned_jobs(lease_seconds=LEASE, deployment=deployment)
-        assert result["action"] == "started" and result["flow_run_id"] not in started, result
-        started.append(result["flow_run_id"])
+        assert result.action == "started" and result.flow_run_id not in started, result
+        started.append(result.flow_run_id)
         (again,) = recover_abandoned_jobs(lease_seconds=LEASE, deployment=deployment)
-        assert (again["action"], again["flow_run_id"]) == ("already started", started[-1])  # not ended yet
+        assert (again.action, again.flow_run_id) == ("already started", started[-1])  # not ended yet
         crash(started[-1])
 
     with pytest.raises(RecoveryFailed, match=f"1 of 1 abandoned job\\(s\\) could not be resumed: {job_id}") as failed:
         recover_abandoned_jobs(lease_seconds=LEASE, deployment=deployment)  # gives up: a person looks at it
-    ((job, action, flow_run_id, error),) = [(r["job_id"], r["action"], r["flow_run_id"], r["error"])
+    ((job, action, flow_run_id, error),) = [(r.job_id, r.action, r.flow_run_id, r.error)
                                             for r in failed.value.results]
     assert (job, action, flow_run_id) == (job_id, "failed", started[-1])
     assert error.startswith(f"{recovery_tasks.MAX_STARTS} runs of {deployment} ended without taking the job over")

@@ -1,15 +1,22 @@
-"""The flows' results are typed models that Prefect's serializers persist and read back unchanged."""
+"""The flows' results are typed models (statuses as enums) that Prefect's serializers persist and read
+back unchanged."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 
 import pytest
 from prefect.serializers import JSONSerializer, PickleSerializer, Serializer
+from pydantic import BaseModel
 
-from clientes_ingest.flow_results import IngestResult
+from clientes_ingest.flow_results import IngestResult, PurgeResult, RecoveryResult
 from clientes_ingest.job_queries import JobSummary
-from clientes_ingest.statuses import Action, JobStatus
+from clientes_ingest.recovery import AbandonedJob
+from clientes_ingest.retention import PurgedJob
+from clientes_ingest.statuses import Action, JobStatus, RecoveryAction
+
+FINISHED = dt.datetime(2026, 3, 1, 8, 30)
 
 
 def job_summary() -> JobSummary:
@@ -27,7 +34,43 @@ def test_an_ingest_result_is_the_job_summary_with_typed_status_and_action() -> N
     assert result.model_dump(exclude={"action"}) == job_summary().as_dict()  # every field of the job, no more
 
 
+def abandoned_job() -> AbandonedJob:
+    return AbandonedJob(job_id=5, status="running", source_uri="/in/CLIENTES_IN_0425.dat",
+                        file_name="CLIENTES_IN_0425.dat", idle_seconds=950.0, last_seen=FINISHED, runs=1,
+                        chunks_done=2, chunk_count=4)
+
+
+def test_a_recovery_result_is_the_job_as_found_and_what_was_done() -> None:
+    result = RecoveryResult.of(abandoned_job(), RecoveryAction.RESUMED, job_status="completed")
+    assert (result.job_id, result.status, result.action, result.job_status) == (
+        5, JobStatus.RUNNING, RecoveryAction.RESUMED, JobStatus.COMPLETED)
+    assert type(result.status) is JobStatus and type(result.job_status) is JobStatus
+    assert (result.flow_run_id, result.run_state, result.error) == (None, None, None)
+    assert result.model_dump(include=set(AbandonedJob.__dataclass_fields__)) == asdict(abandoned_job())
+
+
+def test_a_purge_result_is_the_purged_job_or_its_error() -> None:
+    purged = PurgedJob(job_id=6, file_name="CLIENTES_IN_0125.dat", status="completed", finished_at=FINISHED,
+                       source_uri="/store/6.dat", object="deleted", rejects_deleted=3, rows_deleted=40,
+                       claim_released=True)
+    result = PurgeResult.of(purged)
+    assert result.model_dump(exclude={"error"}) == asdict(purged) and result.error is None
+    assert type(result.status) is JobStatus
+    row = {"id": 7, "file_name": "CLIENTES_IN_0225.dat", "status": "failed", "finished_at": FINISHED,
+           "source_uri": "/store/7.dat"}
+    failed = PurgeResult.failed(row, "storage unreachable")
+    assert (failed.job_id, failed.status, failed.object, failed.error) == (
+        7, JobStatus.FAILED, None, "storage unreachable")
+
+
+def results() -> list[BaseModel]:
+    return [IngestResult.of(job_summary(), Action.LOAD),
+            RecoveryResult.of(abandoned_job(), RecoveryAction.STARTED, flow_run_id="run-2", run_state="Scheduled"),
+            PurgeResult.failed({"id": 7, "file_name": "f.dat", "status": "failed", "finished_at": FINISHED,
+                                "source_uri": "/store/7.dat"}, "storage unreachable")]
+
+
 @pytest.mark.parametrize("serializer", [PickleSerializer(), JSONSerializer()], ids=["pickle", "json"])
-def test_prefect_persists_an_ingest_result(serializer: Serializer[IngestResult]) -> None:
-    result = IngestResult.of(job_summary(), Action.LOAD)
+@pytest.mark.parametrize("result", results(), ids=lambda r: type(r).__name__)
+def test_prefect_persists_a_flow_result(serializer: Serializer[BaseModel], result: BaseModel) -> None:
     assert serializer.loads(serializer.dumps(result)) == result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from clientes_ingest.cli.common import (
     EXIT_FAILED,
@@ -16,6 +16,9 @@ from clientes_ingest.cli.common import (
     make_console,
 )
 from clientes_ingest.settings import parse_age, use_settings
+
+if TYPE_CHECKING:
+    from clientes_ingest.flow_results import PurgeResult
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -42,12 +45,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
         raise CliError(f"{exc}", EXIT_FAILED) from None
     _print_results(results, args.dry_run)
     if failed:
-        print(f"error: {sum(bool(r.get('error')) for r in results)} of {len(results)} job(s) could not be "
+        print(f"error: {sum(bool(r.error) for r in results)} of {len(results)} job(s) could not be "
               f"purged; run the purge again to complete them", file=sys.stderr)
     return EXIT_FAILED if failed else 0
 
 
-def _print_results(results: list[dict[str, Any]], dry_run: bool) -> None:
+def _print_results(results: list[PurgeResult], dry_run: bool) -> None:
     from rich.table import Table
 
     verb = "would remove" if dry_run else "removed"
@@ -58,16 +61,14 @@ def _print_results(results: list[dict[str, Any]], dry_run: bool) -> None:
     for column in ("job", "file", "status", "finished", "stored file", "rejects", "rows", "claim"):
         table.add_column(column)
     for r in results:
-        claim = "released" if r.get("claim_released") else "kept"
-        table.add_row(str(r["job_id"]), r["file_name"], r["status"], str(r["finished_at"])[:16],
-                      r.get("object", "error"), f"{r.get('rejects_deleted', 0):,}",
-                      "kept" if r.get("rows_kept") else f"{r.get('rows_deleted', 0):,}",
-                      claim if not r.get("error") else r["error"][:60])
+        claim = "released" if r.claim_released else "kept"
+        table.add_row(str(r.job_id), r.file_name, r.status, str(r.finished_at)[:16], r.object or "error",
+                      f"{r.rejects_deleted:,}", "kept" if r.rows_kept else f"{r.rows_deleted:,}",
+                      r.error[:60] if r.error else claim)
     make_console().print(table)
-    files = sum(r.get("object") in ("deleted", "would be deleted") for r in results)
+    files = sum(r.object in ("deleted", "would be deleted") for r in results)
     print(f"{len(results)} job(s): {verb} {files} stored file(s), "
-          f"{sum(r.get('rejects_deleted', 0) for r in results):,} rejects, "
-          f"{sum(r.get('rows_deleted', 0) for r in results):,} rows")
+          f"{sum(r.rejects_deleted for r in results):,} rejects, {sum(r.rows_deleted for r in results):,} rows")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

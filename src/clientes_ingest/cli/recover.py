@@ -39,12 +39,12 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if not results:
         print("no abandoned jobs; nothing to do")
     for r in results:
-        print(f"job {r['job_id']} ({r['file_name']}, {r['status']}, idle {r['idle_seconds']:.0f}s, "
-              f"{r['chunks_done']}/{r['chunk_count']} chunks done): {r['action']}"
-              + (f", now {r['job_status']}" if r.get("job_status") else "")
-              + (f": {r['error']}" if r.get("error") else ""))
+        print(f"job {r.job_id} ({r.file_name}, {r.status}, idle {r.idle_seconds:.0f}s, "
+              f"{r.chunks_done}/{r.chunk_count} chunks done): {r.action}"
+              + (f", now {r.job_status}" if r.job_status else "")
+              + (f": {r.error}" if r.error else ""))
     if failed:
-        print(f"error: {sum(r['action'] == RecoveryAction.FAILED for r in results)} of {len(results)} abandoned job(s) "
+        print(f"error: {sum(r.action == RecoveryAction.FAILED for r in results)} of {len(results)} abandoned job(s) "
               f"could not be resumed", file=sys.stderr)
     return EXIT_FAILED if failed else 0
 
