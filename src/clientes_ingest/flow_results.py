@@ -2,8 +2,8 @@
 (``recover-abandoned-jobs``) and one ``PurgeResult`` per job (``purge-old-jobs``).
 
 Pydantic models, so Prefect persists and serialises them like any result (pickle or JSON), and callers
-read typed fields (``result.job_id``, ``result.status``) instead of dict keys. Pure: no prefect, no
-database.
+read typed fields (``result.job_id``, ``result.status``) instead of dict keys. No prefect; no database
+access (``IngestResult`` extends the stored ``job_queries.JobSummary``).
 """
 
 from __future__ import annotations
@@ -14,66 +14,37 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from clientes_ingest.job_queries import JobSummary
+from clientes_ingest.recovery import AbandonedJob
 from clientes_ingest.statuses import Action, JobStatus, RecoveryAction
 
 if TYPE_CHECKING:
-    from clientes_ingest.job_queries import JobSummary
-    from clientes_ingest.recovery import AbandonedJob
     from clientes_ingest.retention import PurgedJob
 
 
-class IngestResult(BaseModel):
-    """What an ``ingest-clientes`` run did with its file (``action``) and its job as stored at the end."""
+class IngestResult(JobSummary):
+    """What an ``ingest-clientes`` run did with its file (``action``) and its job as stored at the end
+    (every field of ``JobSummary``, with the status as a ``JobStatus``)."""
 
     model_config = ConfigDict(frozen=True)
 
-    job_id: int
     action: Action
     status: JobStatus
-    source_uri: str
-    file_name: str
-    size_bytes: int | None
-    sha256: str | None
-    chunk_count: int
-    chunks_done: int
-    total_lines: int
-    blank_lines: int
-    rows_loaded: int
-    rows_rejected: int
-    duration_s: float | None
-    peak_rss_bytes: int | None
-    error: str | None
-    rejects_by_reason: dict[str, int] = {}
-    rejects_not_stored: int = 0  # counted (in rows_rejected and rejects_by_reason) but over the stored cap
-    owner_host: str | None = None
-    owner_pid: int | None = None
-    owner_since: dt.datetime | None = None
-    flow_run_id: str | None = None
-    heartbeat_at: dt.datetime | None = None
 
     @classmethod
     def of(cls, job: JobSummary, action: Action) -> IngestResult:
         return cls(**job.as_dict(), action=action)
 
 
-class RecoveryResult(BaseModel):
-    """One abandoned job a ``recover-abandoned-jobs`` run found, as found, and what the run did with it.
+class RecoveryResult(AbandonedJob):
+    """One abandoned job a ``recover-abandoned-jobs`` run found, as found (every field of
+    ``AbandonedJob``, with the status as a ``JobStatus``), and what the run did with it.
 
     ``job_status``: the job's status after it was resumed in the recovery's process. ``flow_run_id`` and
     ``run_state``: the run of the deployment started (or found) for it. ``error``: why it failed.
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    job_id: int
     status: JobStatus
-    source_uri: str
-    file_name: str
-    idle_seconds: float
-    last_seen: dt.datetime
-    runs: int
-    chunks_done: int
-    chunk_count: int
     action: RecoveryAction
     job_status: JobStatus | None = None
     flow_run_id: str | None = None
@@ -82,7 +53,7 @@ class RecoveryResult(BaseModel):
 
     @classmethod
     def of(cls, job: AbandonedJob, action: RecoveryAction, **outcome: Any) -> RecoveryResult:
-        return cls(**asdict(job), action=action, **outcome)
+        return cls(**job.model_dump(), action=action, **outcome)
 
 
 class PurgeResult(BaseModel):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection, Engine
 
 from clientes_ingest import rejection
@@ -24,9 +24,8 @@ class JobError(RuntimeError):
     """A job cannot be found, registered or resumed as asked; the message says why and what to do."""
 
 
-@dataclass
-class JobSummary:
-    """A job's state and counts, as stored."""
+class JobSummary(BaseModel):
+    """A job's state and counts, as stored (``flow_results.IngestResult`` adds what a run did with it)."""
 
     job_id: int
     status: str
@@ -43,7 +42,7 @@ class JobSummary:
     duration_s: float | None
     peak_rss_bytes: int | None
     error: str | None
-    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    rejects_by_reason: dict[str, int] = Field(default_factory=dict)
     rejects_not_stored: int = 0  # counted (in rows_rejected and rejects_by_reason) but over the stored cap
     owner_host: str | None = None
     owner_pid: int | None = None
@@ -52,7 +51,7 @@ class JobSummary:
     heartbeat_at: dt.datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     @property
     def rows_per_second(self) -> float | None:

@@ -15,20 +15,22 @@ database's clock. Requires: an engine (a database without the schema has no jobs
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
 
 from clientes_ingest.db import ingest_chunks, ingest_jobs, utcnow
 from clientes_ingest.statuses import ChunkStatus, JobStatus
 
 
-@dataclass(frozen=True)
-class AbandonedJob:
+class AbandonedJob(BaseModel):
     """A job to resume, with how long it has been idle (seconds since its last heartbeat, or since it
-    was created for a pending job) and its committed chunks."""
+    was created for a pending job) and its committed chunks (``flow_results.RecoveryResult`` adds what
+    a recovery did with it)."""
+
+    model_config = ConfigDict(frozen=True)
 
     job_id: int
     status: str

@@ -46,7 +46,7 @@ def test_a_recovery_result_is_the_job_as_found_and_what_was_done() -> None:
         5, JobStatus.RUNNING, RecoveryAction.RESUMED, JobStatus.COMPLETED)
     assert type(result.status) is JobStatus and type(result.job_status) is JobStatus
     assert (result.flow_run_id, result.run_state, result.error) == (None, None, None)
-    assert result.model_dump(include=set(AbandonedJob.__dataclass_fields__)) == asdict(abandoned_job())
+    assert result.model_dump(include=set(AbandonedJob.model_fields)) == abandoned_job().model_dump()
 
 
 def test_a_purge_result_is_the_purged_job_or_its_error() -> None:

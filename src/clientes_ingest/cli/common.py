@@ -73,7 +73,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     from clientes_ingest.job_queries import JobSummary
     from clientes_ingest.report import rejects_table, summary_rows
 
-    fields = {k: v for k, v in summary.items() if k in JobSummary.__dataclass_fields__}
+    fields = {k: v for k, v in summary.items() if k in JobSummary.model_fields}
     job = JobSummary(**fields)
     table = Table(title=f"clientes-ingest job {job.job_id}", show_header=False)
     for label, value in summary_rows(job):
