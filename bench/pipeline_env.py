@@ -30,7 +30,7 @@ from pathlib import Path
 from bench.prepare import cache_dir
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = ("pyproject.toml", "README.md", "src", "flows", "blocks", "deployments")
+SOURCES = ("pyproject.toml", "README.md", "src", "flows", "blocks", "deployments", "automations")
 SKIPPED_PARTS = ("__pycache__", ".egg-info", ".mypy_cache", ".pytest_cache")
 PANDAS_CHECK = "import importlib.util, json; print(json.dumps(importlib.util.find_spec('pandas') is None))"
 # What a flow run and a chunk worker import; a ModuleNotFoundError here is a dependency pyproject.toml misses.

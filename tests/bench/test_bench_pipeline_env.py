@@ -28,3 +28,22 @@ def test_digest_follows_installed_sources_only(tmp_path: Path) -> None:
     assert source_digest(tmp_path) == before  # caches and tests are not installed
     (tmp_path / "src" / "pkg" / "__init__.py").write_text("X = 2\n")
     assert source_digest(tmp_path) != before
+
+
+def dockerfile_build_sources(dockerfile: Path) -> set[str]:
+    """What the image's build stage copies before ``pip install .`` (the lock is installed apart)."""
+    lines = dockerfile.read_text().splitlines()
+    build = lines[next(i for i, line in enumerate(lines) if line.startswith("FROM") and " AS build" in line):]
+    build = build[:next(i for i, line in enumerate(build) if line.strip() == "RUN pip install --no-deps .")]
+    sources: set[str] = set()
+    for line in build:
+        if line.startswith("COPY "):
+            sources.update(part.strip("./") for part in line.split()[1:-1])
+    return sources - {"requirements.lock"}
+
+
+def test_production_like_install_copies_what_the_image_copies() -> None:
+    # The bench's pipeline venv must build from the same sources as the image, or it fails (or, worse,
+    # measures another package) when a package directory is added to pyproject.toml and the Dockerfile.
+    from bench.pipeline_env import REPO, SOURCES
+    assert set(SOURCES) == dockerfile_build_sources(REPO / "Dockerfile")
