@@ -185,6 +185,10 @@ def markdown(results: dict[str, Any]) -> str:
             lines += [f"**Warning**: the pipeline imports {', '.join(env['undeclared_added'])} but pyproject.toml "
                       "does not declare it: the image built from it would fail (ModuleNotFoundError). The bench "
                       "installed it into the pipeline venv; declare it in pyproject.toml.", ""]
+    for size, warm in results.get("warm_up", {}).items():
+        lines += [f"Before the {size} cases, not measured: the file read once and `clientes-ingest run` of its first "
+                  f"{warm['lines']:,} lines ({warm['run_wall_s']:.1f} s), so the first case does not alone pay a "
+                  "cold page cache and Prefect's first start.", ""]
     for size, data in results["sizes"].items():
         lines += [f"## {size} ({data['file']['bytes']:,} bytes)", "", *case_table(data["cases"])]
     if results.get("lean"):
