@@ -122,7 +122,8 @@ def create_adbc_engine(url: URL) -> Engine:
 
     def connect() -> Any:
         connection = adbc.connect(str(path), autocommit=True)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={BUSY_TIMEOUT_MS}"):
+        # The busy timeout first: switching to WAL needs the file's lock, which another process may hold.
+        for pragma in (f"busy_timeout={BUSY_TIMEOUT_MS}", "journal_mode=WAL", "synchronous=NORMAL"):
             _run(connection, f"PRAGMA {pragma}")
         return connection
 
