@@ -11,8 +11,10 @@ database's own bulk tool:
 
 The writers suite runs, on one file and in one session: ``core_pg`` (the default writer, binary COPY),
 ``core_pg_copy_csv`` (``CLIENTES_DB_WRITER=copy-csv``), both PostgreSQL references of ``core_pg``'s own
-tables, ``core_sqlite_default`` (executemany), ``core_sqlite_adbc`` (``CLIENTES_DB_WRITER=adbc``) and
-the SQLite reference of the default run's tables. ``markdown`` renders the ratios of that one run.
+tables, ``core_pg_prefect_server`` (``core_pg`` against a Prefect server the bench started before, as a
+deployed run talks to one, instead of Prefect's ephemeral API), ``core_sqlite_default`` (the default
+writer, ADBC bulk ingest), ``core_sqlite_executemany`` (``CLIENTES_DB_WRITER=executemany``) and the
+SQLite reference of the default run's tables. ``markdown`` renders the ratios of that one run.
 Requires: psql and sqlite3 on PATH, PostgreSQL (``--pg-admin``).
 """
 
@@ -121,12 +123,18 @@ def run_writers(bench: Bench, data: Path, cases: dict[str, Any]) -> dict[str, An
     bench.checkpoint()
     cases["core_pg_copy_csv"] = bench.core_pg("core_pg_copy_csv", data, writer="copy-csv")
     bench.checkpoint()
+    from bench.server_mode import prefect_server  # it imports bench.run, which imports this module
+
+    with prefect_server(bench.pipeline.bin_dir, bench.scratch("prefect_server_home")) as api_url:
+        cases["core_pg_prefect_server"] = bench.core_pg("core_pg_prefect_server", data, prefect_api_url=api_url)
+    bench.checkpoint()
     sqlite_ref: dict[str, Any] = {}
     cases["core_sqlite_default"] = bench.core_sqlite_default(
         "core_sqlite", data, after=lambda path: sqlite_ref.update(sqlite_reference(bench, path)))
     cases["ref_sqlite_import"] = sqlite_ref
     bench.checkpoint()
-    cases["core_sqlite_adbc"] = bench.core_sqlite_default("core_sqlite_adbc", data, writer="adbc")
+    cases["core_sqlite_executemany"] = bench.core_sqlite_default("core_sqlite_executemany", data,
+                                                                 writer="executemany")
     bench.checkpoint()
     return cases
 
@@ -191,8 +199,9 @@ def markdown(size: str, cases: dict[str, Any]) -> list[str]:
                 for t, p in tables.items()))
     lines += ["", "| ratio (same run) | value | target |", "|---|---:|---:|"]
     lean = "lean_pg" in cases
+    # (binary COPY, CSV COPY, SQLite executemany, SQLite ADBC); the embedded default is ADBC
     names = ("lean_pg", "lean_pg_copy_csv", "lean_sqlite", "lean_sqlite_adbc") if lean else \
-        ("core_pg", "core_pg_copy_csv", "core_sqlite_default", "core_sqlite_adbc")
+        ("core_pg", "core_pg_copy_csv", "core_sqlite_executemany", "core_sqlite_default")
     pg, csv_run, lite, adbc = (cases.get(n) for n in names)
     csv_ref, bin_ref = cases.get("ref_pg_copy_csv"), cases.get("ref_pg_copy_binary")
     ref = cases.get("ref_sqlite_import")
@@ -204,9 +213,13 @@ def markdown(size: str, cases: dict[str, Any]) -> list[str]:
         if not lean:
             lines.append(f"| core_pg end to end / CSV \\copy of its tables | {_r(pg['wall_s'], csv_ref['wall_s'])} | "
                          "<= 1.30x |")
+            served = cases.get("core_pg_prefect_server")
+            if served:
+                lines.append("| core_pg_prefect_server end to end / CSV \\copy of its tables | "
+                             f"{_r(served['wall_s'], csv_ref['wall_s'])} | (as deployed) |")
     if pg and csv_run:
         lines.append(f"| load phase copy-binary / copy-csv | {_r(pg['job']['load_s'], csv_run['job']['load_s'])} | - |")
-    for case, name in ((lite, names[2]), (adbc, names[3])):
+    for case, name in ((adbc, names[3]), (lite, names[2])):
         if case and ref:
             what = "load phase" if lean else "end to end"
             value = case["job"]["load_s"] if lean else case["wall_s"]

@@ -149,8 +149,10 @@ class Bench:
         return {**env, **extra}
 
     def core_pg(self, label: str, data: Path, chunk_size: str | None = None, isolation: str = "thread",
-                writer: str | None = None, after: Callable[[str], None] | None = None) -> dict[str, Any]:
-        """``clientes-ingest run`` into a fresh PostgreSQL database; ``after(url)`` sees its final tables."""
+                writer: str | None = None, after: Callable[[str], None] | None = None,
+                prefect_api_url: str | None = None) -> dict[str, Any]:
+        """``clientes-ingest run`` into a fresh PostgreSQL database; ``after(url)`` sees its final tables.
+        ``prefect_api_url``: run against that Prefect server instead of Prefect's ephemeral API."""
         url = self.fresh_pg(label)
         try:
             home = self.scratch(label)
@@ -158,7 +160,8 @@ class Bench:
                    "--storage-root", str(home / "store")]
             if chunk_size:
                 cmd += ["--chunk-size", chunk_size]
-            extra = {"CLIENTES_CHUNK_ISOLATION": isolation, **({"CLIENTES_DB_WRITER": writer} if writer else {})}
+            extra = {"CLIENTES_CHUNK_ISOLATION": isolation, **({"CLIENTES_DB_WRITER": writer} if writer else {}),
+                     **({"PREFECT_API_URL": prefect_api_url} if prefect_api_url else {})}
             result = self.measure(label, cmd, cwd=home, env=self.pipeline_env(**extra))
             result.update(job_figures(Database(url)), environment=self.pipeline.kind, chunk_isolation=isolation,
                           writer=writer or "auto")
