@@ -20,7 +20,7 @@ DIALECTS = ("mssql", "postgresql", "sqlite")
 # first. docs/performance.md has the measurements behind each default.
 WRITERS: dict[str, tuple[str, ...]] = {
     "postgresql": ("copy-binary", "copy-csv"),
-    "sqlite": ("executemany", "adbc"),
+    "sqlite": ("adbc", "executemany"),
     "mssql": ("fast-executemany", "executemany"),
 }
 WRITER_CHOICES = ("auto", "copy-binary", "copy-csv", "adbc", "executemany", "fast-executemany")

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     db_url: SecretStr = Field(default=SecretStr(DEFAULT_DB_URL), description="SQLAlchemy URL of the target DB")
     db_writer: Literal["auto", "copy-binary", "copy-csv", "adbc", "executemany", "fast-executemany"] = Field(
         default="auto", description="bulk writer of chunk loads (db.WRITERS): auto = PostgreSQL copy-binary, "
-        "SQLite executemany, SQL Server fast-executemany; docs/performance.md compares them")
+        "SQLite adbc, SQL Server fast-executemany; docs/performance.md compares them")
     storage: Literal["local", "s3"] = "local"
     storage_root: Path = Path("./.clientes-ingest")
     chunk_size: int = Field(default=32 * 1024**2, description="target bytes per chunk (one task run each)")

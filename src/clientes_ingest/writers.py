@@ -5,8 +5,8 @@ Chosen by name (``db.WRITERS``, setting ``CLIENTES_DB_WRITER``; ``auto`` takes t
 * PostgreSQL ``copy-binary``: ``COPY ... FROM STDIN (FORMAT binary)``, the Arrow batches encoded in the
   client by pgpq's Rust encoder and sent through psycopg's COPY on the chunk's connection.
   ``copy-csv``: the same COPY fed by pyarrow's C++ CSV writer.
-* SQLite ``executemany`` (sqlite3, Python tuples); ``adbc``: the ADBC SQLite driver's bulk ingest of the
-  Arrow table on the chunk's connection (the engine is then on ADBC, see ``Database``).
+* SQLite ``adbc``: the ADBC SQLite driver's bulk ingest of the Arrow table on the chunk's connection
+  (the engine is then on ADBC, see ``Database``); ``executemany``: sqlite3, Python tuples.
 * SQL Server ``fast-executemany`` (pyodbc's array binding) or plain ``executemany``.
 
 Column orders come from ``clientes_ingest.db``; the tables' fields from ``rules.VALID_SCHEMA`` and

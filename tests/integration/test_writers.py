@@ -116,7 +116,7 @@ def test_a_failed_bulk_write_rolls_back_the_chunk_and_the_retry_loads_it_once(db
 
 def test_writer_choice_is_checked_against_the_dialect() -> None:
     assert resolve_writer("postgresql") == "copy-binary"
-    assert resolve_writer("sqlite") == "executemany"
+    assert resolve_writer("sqlite") == "adbc"
     assert resolve_writer("mssql") == "fast-executemany"
     with pytest.raises(ValueError, match="'adbc' does not work with postgresql: choose auto or one of copy-binary"):
         Database("postgresql+psycopg://u@h/d", writer="adbc")
