@@ -108,7 +108,7 @@ def _targets(results: dict[str, Any], size: str, big: str | None) -> list[dict[s
                                big_s / main_s, 5.3))
             out.append(_target(f"... the same scaled to exactly 5x the bytes ({phase})", big_s / main_s * 5 / scale,
                                5.3))
-        for name in ("core_pg", "core_pg_subprocess"):
+        for name in CORE_CASES:
             if name not in results["sizes"][big]["cases"] or name not in cases:
                 continue
             flow_rss = [flow_peak(results["sizes"][s]["cases"][name]) for s in (size, big)]
