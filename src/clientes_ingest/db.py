@@ -93,7 +93,10 @@ class Database:
 
     @property
     def writer(self) -> str:
-        """The bulk writer chunk loads use (``auto`` resolved for this dialect)."""
+        """The bulk writer chunk loads use (``auto`` resolved for this dialect; on an in-memory SQLite,
+        which the ADBC driver cannot open, ``auto`` is ``executemany``)."""
+        if self._writer == "auto" and self.dialect == "sqlite" and sqlite_file(self.url) is None:
+            return "executemany"
         return resolve_writer(self.dialect, self._writer)
 
     @property

@@ -171,3 +171,13 @@ def test_the_adbc_engine_reads_a_column_that_is_null_for_many_rows_then_text(tmp
         read = conn.execute(sa.select(ingest_jobs.c.error, ingest_jobs.c.duration_s).order_by(ingest_jobs.c.id)).all()
     assert len(read) == 3001 and read[-1] == ("boom", 1.5) and read[0] == (None, None)
     db.dispose()
+
+
+def test_auto_on_an_in_memory_sqlite_uses_executemany_and_works() -> None:
+    # ADBC needs a file; an in-memory database (tests, quick checks) keeps working with sqlite3.
+    db = Database("sqlite://")
+    assert db.writer == "executemany"
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    assert Database("sqlite:///clientes.db").writer == "adbc"
+    db.dispose()
