@@ -15,14 +15,17 @@ import sys
 import pytest
 from deploy_support import REPO, pyproject
 
-INSTALLED_FOLDERS = {"src": "", "flows": "flows", "blocks": "blocks", "deployments": "deployments",
-                     "automations": "automations"}
+
+def installed_folders() -> dict[str, str]:
+    """Each installed folder and the import prefix of its packages, from pyproject's ``package-dir``
+    (``"" = "src"``: the packages under src/ are top-level)."""
+    return {folder: prefix for prefix, folder in pyproject()["tool"]["setuptools"]["package-dir"].items()}
 
 
 def repo_packages() -> set[str]:
     """Every folder with an ``__init__.py`` under the installed folders, as an import name."""
     names: set[str] = set()
-    for folder, prefix in INSTALLED_FOLDERS.items():
+    for folder, prefix in installed_folders().items():
         for init in (REPO / folder).rglob("__init__.py"):
             parts = init.parent.relative_to(REPO / folder).parts
             names.add(".".join(p for p in (prefix, *parts) if p))
@@ -33,7 +36,7 @@ def repo_packages() -> set[str]:
 def built(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """The files of the build (relative paths), from a copy of the image's build-stage sources."""
     copy = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", *INSTALLED_FOLDERS):
+    for name in ("pyproject.toml", "README.md", *installed_folders()):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
